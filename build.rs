@@ -1,0 +1,19 @@
+//! Build script: relink when the linker script or the board's memory layout changes.
+use std::env;
+
+fn main() {
+    println!("cargo:rerun-if-changed=linker.ld");
+    println!("cargo:rerun-if-changed=boards");
+    println!("cargo:rerun-if-env-changed=HV_BOARD");
+    let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if target_os == "none" {
+        let board = env::var("HV_BOARD").unwrap_or_else(|_| "qemu-virt".into());
+        let dir = env::var("CARGO_MANIFEST_DIR").unwrap();
+        let path = format!("{dir}/boards/{board}");
+        if !std::path::Path::new(&format!("{path}/memory.ld")).exists() {
+            panic!("HV_BOARD={board}: no boards/{board}/memory.ld");
+        }
+        // linker.ld does `INCLUDE memory.ld`; this search path picks the board's copy.
+        println!("cargo:rustc-link-arg=-L{path}");
+    }
+}
