@@ -14,6 +14,9 @@ fn main() {
             panic!("HV_BOARD={board}: no boards/{board}/memory.ld");
         }
         // linker.ld does `INCLUDE memory.ld`; this search path picks the board's copy.
-        println!("cargo:rustc-link-arg=-L{path}");
+        // The script is passed here (not in .cargo/config.toml) so that packages built
+        // beneath this directory, such as tests/guests, do not inherit it.
+        println!("cargo:rustc-link-arg-bins=-L{path}");
+        println!("cargo:rustc-link-arg-bins=-T{dir}/linker.ld");
     }
 }

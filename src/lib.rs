@@ -27,6 +27,7 @@ pub mod drivers;
 pub mod dt;
 pub mod esr;
 pub mod inject;
+pub mod loader;
 pub mod mm;
 pub mod mmio;
 pub mod pgtable;
@@ -38,3 +39,5 @@ pub mod vm;
 pub mod arch;
 #[cfg(target_os = "none")]
 pub mod logger;
+#[cfg(target_os = "none")]
+pub mod hyp;

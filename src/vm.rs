@@ -1,1 +1,931 @@
-//! TODO(owner): vm
+//! Virtual machines and vCPUs: the architecture-neutral model and trap handling.
+//!
+//! A [`Vm`] is shared by the physical CPUs its vCPUs are pinned to. Trap handling
+//! ([`Vm::handle_sync`]) is pure: it sees the guest's registers, the decoded syndrome
+//! and two small traits — [`GuestMemoryMap`] for the VM's stage-2 (or shadow) map and
+//! [`VcpuHw`] for the EL1 system registers that exception injection touches — so the
+//! whole dispatch runs in host tests with fakes.
+
+use crate::addr::{GuestPhysAddr, GuestRange, HostPhysAddr, VirtAddr};
+use crate::counters::{ExitReason, VmCounters};
+use crate::esr::{self, ExceptionClass, FaultStatus};
+use crate::inject::{self, AbortKind, GuestState, Injection};
+use crate::mmio::{MmioAccess, MmioRouter};
+use crate::pgtable::{Mapping, PageTableError, Prot};
+use crate::psci::{self, Call};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use log::{debug, warn};
+use spin::Mutex;
+
+/// A vCPU's general registers, PC and PSTATE, in the layout the world switch uses.
+#[repr(C)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestRegs {
+    /// x0..x30 (r0..r14 for an AArch32 guest).
+    pub x: [u64; 31],
+    /// The guest's PC (ELR_EL2 at the trap).
+    pub pc: u64,
+    /// The guest's PSTATE (SPSR_EL2 at the trap).
+    pub pstate: u64,
+}
+
+impl GuestRegs {
+    /// All registers zero.
+    pub const fn zeroed() -> Self {
+        Self {
+            x: [0; 31],
+            pc: 0,
+            pstate: 0,
+        }
+    }
+
+    /// Reads register `n` as an instruction operand: 31 is the zero register.
+    pub fn get(&self, n: u8) -> u64 {
+        self.x.get(n as usize).copied().unwrap_or(0)
+    }
+
+    /// Writes register `n`; writes to 31 (the zero register) are discarded.
+    pub fn set(&mut self, n: u8, v: u64) {
+        if let Some(r) = self.x.get_mut(n as usize) {
+            *r = v;
+        }
+    }
+}
+
+/// PSTATE for an AArch64 vCPU coming out of reset or CPU_ON: EL1h, DAIF masked.
+pub const PSTATE_EL1H_MASKED: u64 = 0x3c5;
+
+/// The VM's guest-physical → host-physical map (stage-2 tables, or the shadow
+/// engine's map). Addresses and sizes are 4 KiB multiples.
+pub trait GuestMemoryMap: Send {
+    /// Maps `[ipa, ipa + size)` to `[hpa, hpa + size)`; errors if anything is mapped.
+    fn map(&mut self, ipa: GuestPhysAddr, hpa: HostPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError>;
+    /// Unmaps whatever is mapped in the range (holes are fine).
+    fn unmap(&mut self, ipa: GuestPhysAddr, size: u64) -> Result<(), PageTableError>;
+    /// Changes the permissions of every mapped page in the range.
+    fn protect(&mut self, ipa: GuestPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError>;
+    /// The mapping of one address, if any.
+    fn query(&self, ipa: GuestPhysAddr) -> Option<Mapping>;
+}
+
+/// The EL1 system registers that trap handling reads and writes. On the target they
+/// are the live registers of the CPU the vCPU is pinned to.
+pub trait VcpuHw {
+    /// VBAR_EL1.
+    fn vbar_el1(&self) -> u64;
+    /// SCTLR_EL1.
+    fn sctlr_el1(&self) -> u64;
+    /// Writes ESR_EL1, FAR_EL1 (if given), ELR_EL1 and SPSR_EL1 for an injected exception.
+    fn set_exception_regs(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64);
+}
+
+/// Power state of one vCPU (PSCI's view).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Power {
+    /// Off: its physical CPU waits.
+    Off = 0,
+    /// CPU_ON (or VM boot) asked for it; its physical CPU has not started it yet.
+    OnPending = 1,
+    /// Running.
+    On = 2,
+}
+
+/// Per-vCPU state shared between physical CPUs.
+#[derive(Default)]
+pub struct VcpuSlot {
+    power: AtomicU8,
+    entry: AtomicU64,
+    context: AtomicU64,
+}
+
+impl VcpuSlot {
+    /// The current power state.
+    pub fn power(&self) -> Power {
+        match self.power.load(Ordering::Acquire) {
+            1 => Power::OnPending,
+            2 => Power::On,
+            _ => Power::Off,
+        }
+    }
+    /// If the vCPU is pending, marks it on and returns (entry, x0).
+    pub fn take_start(&self) -> Option<(u64, u64)> {
+        self.power
+            .compare_exchange(Power::OnPending as u8, Power::On as u8, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| (self.entry.load(Ordering::Relaxed), self.context.load(Ordering::Relaxed)))
+    }
+    /// Asks for the vCPU to start at `entry` with x0 = `x0` if it is off.
+    /// Returns the PSCI result.
+    pub fn request_on(&self, entry: u64, x0: u64) -> i64 {
+        match self.power() {
+            Power::On => return psci::ALREADY_ON,
+            Power::OnPending => return psci::ON_PENDING,
+            Power::Off => {}
+        }
+        self.entry.store(entry, Ordering::Relaxed);
+        self.context.store(x0, Ordering::Relaxed);
+        match self.power.compare_exchange(Power::Off as u8, Power::OnPending as u8, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => psci::SUCCESS,
+            Err(_) => psci::ALREADY_ON,
+        }
+    }
+    /// Marks the vCPU off.
+    pub fn set_off(&self) {
+        self.power.store(Power::Off as u8, Ordering::Release);
+    }
+}
+
+/// Run state of a whole VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RunState {
+    /// vCPUs run.
+    Running = 0,
+    /// The guest called SYSTEM_OFF or was stopped: every vCPU parks.
+    Off = 1,
+}
+
+/// What the physical CPU's run loop does after a trap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Return to the guest.
+    Resume,
+    /// This vCPU turned itself off (PSCI CPU_OFF).
+    CpuOff,
+    /// The guest asked to power off the VM (PSCI SYSTEM_OFF).
+    VmOff,
+    /// The guest asked to reset the VM (PSCI SYSTEM_RESET).
+    VmReset,
+    /// The guest did something the hypervisor cannot emulate or inject; the VM stops.
+    Stop,
+}
+
+/// Where the boot vCPU starts: PC and x0 (the DTB for a Linux image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootInfo {
+    /// Entry PC.
+    pub entry: u64,
+    /// x0 at entry.
+    pub x0: u64,
+}
+
+/// One virtual machine.
+pub struct Vm {
+    /// Index of the VM (0-based).
+    pub id: usize,
+    /// Name, used as console prefix.
+    pub name: String,
+    /// Guest RAM as the guest sees it.
+    pub ram: GuestRange,
+    /// Host memory backing the RAM (contiguous).
+    pub ram_hpa: HostPhysAddr,
+    /// Stage-2 (or shadow) map.
+    pub mem: Mutex<alloc::boxed::Box<dyn GuestMemoryMap>>,
+    /// Emulated devices.
+    pub mmio: Mutex<MmioRouter>,
+    /// vCPU power states.
+    pub vcpus: Vec<VcpuSlot>,
+    /// Counters.
+    pub counters: VmCounters,
+    /// How many times the VM was reset.
+    pub reset_count: AtomicU32,
+    /// Physical CPU of vCPU 0 (vCPU n is on `first_cpu + n`).
+    pub first_cpu: usize,
+    /// Where vCPU 0 starts after boot and reset.
+    pub boot: BootInfo,
+    state: AtomicU8,
+}
+
+/// Why a VM could not be created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmError {
+    /// Mapping guest RAM failed.
+    Map(PageTableError),
+}
+
+/// The trap information saved at a synchronous exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trap {
+    /// ESR_EL2.
+    pub esr: u64,
+    /// FAR_EL2.
+    pub far: u64,
+    /// HPFAR_EL2.
+    pub hpfar: u64,
+}
+
+impl Trap {
+    /// The faulting IPA of a stage-2 abort: HPFAR_EL2.FIPA (bits [43:4] → IPA[51:12])
+    /// plus the page offset from FAR_EL2.
+    pub fn fault_ipa(&self) -> GuestPhysAddr {
+        GuestPhysAddr::new(((self.hpfar & 0x0fff_ffff_fff0) << 8) | (self.far & 0xfff))
+    }
+}
+
+impl Vm {
+    /// Creates a VM whose RAM `ram` is backed by host memory at `ram_hpa` and maps it
+    /// read/write/execute in `mem`.
+    pub fn new(
+        id: usize,
+        name: String,
+        ram: GuestRange,
+        ram_hpa: HostPhysAddr,
+        mut mem: alloc::boxed::Box<dyn GuestMemoryMap>,
+        mmio: MmioRouter,
+        ncpus: usize,
+        first_cpu: usize,
+        boot: BootInfo,
+    ) -> Result<Self, VmError> {
+        mem.map(ram.start, ram_hpa, ram.size, Prot::RWX).map_err(VmError::Map)?;
+        let mut vcpus = Vec::with_capacity(ncpus);
+        vcpus.resize_with(ncpus, VcpuSlot::default);
+        Ok(Self {
+            id,
+            name,
+            ram,
+            ram_hpa,
+            mem: Mutex::new(mem),
+            mmio: Mutex::new(mmio),
+            vcpus,
+            counters: VmCounters::default(),
+            reset_count: AtomicU32::new(0),
+            first_cpu,
+            boot,
+            state: AtomicU8::new(RunState::Running as u8),
+        })
+    }
+
+    /// The VM's run state.
+    pub fn run_state(&self) -> RunState {
+        if self.state.load(Ordering::Acquire) == RunState::Off as u8 {
+            RunState::Off
+        } else {
+            RunState::Running
+        }
+    }
+
+    /// Stops the VM: every vCPU parks at its next exit.
+    pub fn power_off(&self) {
+        self.state.store(RunState::Off as u8, Ordering::Release);
+        for v in &self.vcpus {
+            v.set_off();
+        }
+    }
+
+    /// Starts vCPU 0 at the boot entry.
+    pub fn start(&self) {
+        self.state.store(RunState::Running as u8, Ordering::Release);
+        if let Some(v) = self.vcpus.first() {
+            let _ = v.request_on(self.boot.entry, self.boot.x0);
+        }
+    }
+
+    /// Resets the VM's memory map and devices (PSCI SYSTEM_RESET): every vCPU is
+    /// turned off, guest RAM is mapped read/write/execute again as at creation (undoing
+    /// HV_MEM_PROTECT / HV_MEM_UNMAP_LAZY), devices are reset and vCPU 0 is asked to
+    /// start at the boot entry. Reloading the images is the caller's job.
+    pub fn reset(&self) -> Result<(), PageTableError> {
+        for v in &self.vcpus {
+            v.set_off();
+        }
+        {
+            let mut mem = self.mem.lock();
+            mem.unmap(self.ram.start, self.ram.size)?;
+            mem.map(self.ram.start, self.ram_hpa, self.ram.size, Prot::RWX)?;
+        }
+        self.reset_count.fetch_add(1, Ordering::Relaxed);
+        self.mmio.lock().reset_devices();
+        self.start();
+        Ok(())
+    }
+
+    /// The MPIDR value vCPU `n` sees (Aff0 = n).
+    pub fn vcpu_mpidr(n: usize) -> u64 {
+        (n as u64 & 0xff) | ((n as u64 >> 8) & 0xff) << 8
+    }
+
+    fn vcpu_of_mpidr(&self, mpidr: u64) -> Option<usize> {
+        if mpidr & !0xffff != 0 {
+            return None;
+        }
+        let n = ((mpidr >> 8) & 0xff) * 256 + (mpidr & 0xff);
+        (n < self.vcpus.len() as u64).then_some(n as usize)
+    }
+
+    /// Handles a synchronous exit of vCPU `vcpu`. Guest registers are updated in
+    /// place (PC advanced, results written, or an exception injected).
+    pub fn handle_sync(&self, vcpu: usize, regs: &mut GuestRegs, trap: &Trap, hw: &mut dyn VcpuHw) -> Action {
+        let syn = esr::decode(trap.esr);
+        match syn.class {
+            ExceptionClass::Hvc64 { .. } | ExceptionClass::Hvc32 { .. } => {
+                self.counters.exit(ExitReason::Hvc);
+                // ELR already points after the HVC.
+                self.hypercall(vcpu, regs)
+            }
+            ExceptionClass::Smc64 { .. } | ExceptionClass::Smc32 { .. } => {
+                self.counters.exit(ExitReason::Smc);
+                // A trapped SMC leaves ELR at the SMC itself.
+                regs.pc = regs.pc.wrapping_add(syn.instr_len());
+                self.hypercall(vcpu, regs)
+            }
+            ExceptionClass::WfiWfe(_) => {
+                self.counters.exit(ExitReason::Wfx);
+                regs.pc = regs.pc.wrapping_add(syn.instr_len());
+                Action::Resume
+            }
+            ExceptionClass::DataAbortLower(iss) => {
+                self.counters.exit(ExitReason::DataAbort);
+                self.data_abort(regs, trap, &syn, &iss, hw)
+            }
+            ExceptionClass::InstrAbortLower(iss) => {
+                self.counters.exit(ExitReason::InstrAbort);
+                let ipa = trap.fault_ipa();
+                if let FaultStatus::Translation { .. } = iss.fault() {
+                    if self.resolve_ram_fault(ipa) {
+                        return Action::Resume;
+                    }
+                }
+                warn!("{}: instruction fetch from {} (pc {:#x}) is not guest RAM: injecting abort", self.name, ipa, regs.pc);
+                self.inject_abort(regs, AbortKind::Instruction, trap.far, true, hw)
+            }
+            ExceptionClass::SysReg(iss) => {
+                self.counters.exit(ExitReason::SysReg);
+                self.sysreg(regs, &syn, &iss, hw)
+            }
+            _ => {
+                self.counters.exit(ExitReason::Other);
+                warn!("{}: unhandled trap ESR_EL2={:#x} at pc {:#x}: injecting undefined instruction", self.name, trap.esr, regs.pc);
+                self.inject_undef(regs, syn.il, hw)
+            }
+        }
+    }
+
+    fn hypercall(&self, vcpu: usize, regs: &mut GuestRegs) -> Action {
+        VmCounters::bump(&self.counters.hypercalls);
+        let call = psci::decode(&[regs.x[0], regs.x[1], regs.x[2], regs.x[3]]);
+        let ret: i64 = match call {
+            Call::HvNop => 0,
+            Call::Version => psci::VERSION_1_1,
+            Call::SmcccVersion => 0x1_0001,
+            Call::Features(f) => psci::features(f),
+            Call::MigrateInfoType => 2, // Trusted OS not present or does not need migration
+            Call::CpuOn { mpidr, entry, context } => match self.vcpu_of_mpidr(mpidr) {
+                None => psci::INVALID_PARAMETERS,
+                Some(_) if !self.ram.contains(GuestPhysAddr::new(entry)) => psci::INVALID_ADDRESS,
+                Some(t) => {
+                    let r = self.vcpus[t].request_on(entry, context);
+                    if r == psci::SUCCESS {
+                        crate::vm::wake_cpus();
+                    }
+                    r
+                }
+            },
+            Call::CpuOff => {
+                self.vcpus[vcpu].set_off();
+                return Action::CpuOff;
+            }
+            Call::AffinityInfo { mpidr, level } => {
+                if level != 0 {
+                    psci::INVALID_PARAMETERS
+                } else {
+                    match self.vcpu_of_mpidr(mpidr) {
+                        None => psci::INVALID_PARAMETERS,
+                        Some(t) => match self.vcpus[t].power() {
+                            Power::On => psci::AFFINITY_ON,
+                            Power::Off => psci::AFFINITY_OFF,
+                            Power::OnPending => psci::AFFINITY_ON_PENDING,
+                        },
+                    }
+                }
+            }
+            Call::SystemOff => return Action::VmOff,
+            Call::SystemReset => return Action::VmReset,
+            Call::HvMemProtect { ipa, size, perms } => self.hv_protect(ipa, size, perms),
+            Call::HvMemUnmapLazy { ipa, size } => match self.ram_span(ipa, size) {
+                Some((ipa, size)) => match self.mem.lock().unmap(ipa, size) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        warn!("{}: HV_MEM_UNMAP_LAZY {ipa} +{size:#x}: {e}", self.name);
+                        psci::INVALID_PARAMETERS
+                    }
+                },
+                None => psci::INVALID_PARAMETERS,
+            },
+            Call::HvCounter(i) => {
+                let c = &self.counters;
+                (match i {
+                    0 => c.total_exits(),
+                    1 => c.hypercalls.load(Ordering::Relaxed),
+                    2 => c.mmio.load(Ordering::Relaxed),
+                    3 => c.s2_resolved.load(Ordering::Relaxed),
+                    4 => c.aborts_injected.load(Ordering::Relaxed),
+                    _ => return self.ret(regs, psci::INVALID_PARAMETERS),
+                }) as i64
+            }
+            Call::Unknown(f) => {
+                debug!("{}: unknown hypercall {f:#x}", self.name);
+                psci::NOT_SUPPORTED
+            }
+        };
+        self.ret(regs, ret)
+    }
+
+    fn ret(&self, regs: &mut GuestRegs, v: i64) -> Action {
+        regs.x[0] = v as u64;
+        Action::Resume
+    }
+
+    /// Validates a guest-supplied RAM span (4 KiB aligned, non-empty, inside RAM).
+    fn ram_span(&self, ipa: u64, size: u64) -> Option<(GuestPhysAddr, u64)> {
+        let a = GuestPhysAddr::new(ipa);
+        (size != 0 && a.is_aligned(4096) && size % 4096 == 0 && self.ram.contains_span(a, size)).then_some((a, size))
+    }
+
+    fn hv_protect(&self, ipa: u64, size: u64, perms: u64) -> i64 {
+        let Some((a, size)) = self.ram_span(ipa, size) else {
+            return psci::INVALID_PARAMETERS;
+        };
+        let Some(prot) = Prot::from_bits(perms as u8).filter(|p| perms <= 7 && p.has_access()) else {
+            return psci::INVALID_PARAMETERS;
+        };
+        let mut mem = self.mem.lock();
+        // Pages dropped by HV_MEM_UNMAP_LAZY come back first, so the whole span gets `prot`.
+        let mut p = a.raw();
+        while p < a.raw() + size {
+            let page = GuestPhysAddr::new(p);
+            if mem.query(page).is_none() {
+                let hpa = self.ram_hpa + (p - self.ram.start.raw());
+                if let Err(e) = mem.map(page, hpa, 4096, Prot::RWX) {
+                    warn!("{}: HV_MEM_PROTECT remap {page}: {e}", self.name);
+                    return psci::INVALID_PARAMETERS;
+                }
+            }
+            p += 4096;
+        }
+        match mem.protect(a, size, prot) {
+            Ok(()) => 0,
+            Err(e) => {
+                warn!("{}: HV_MEM_PROTECT {a} +{size:#x}: {e}", self.name);
+                psci::INVALID_PARAMETERS
+            }
+        }
+    }
+
+    /// Maps a RAM page that has no stage-2 entry (dropped lazily). True if resolved.
+    fn resolve_ram_fault(&self, ipa: GuestPhysAddr) -> bool {
+        if !self.ram.contains(ipa) {
+            return false;
+        }
+        let page = ipa.align_down(4096);
+        let hpa = self.ram_hpa + (page - self.ram.start);
+        let mut mem = self.mem.lock();
+        if mem.query(page).is_some() {
+            // Another vCPU mapped it meanwhile.
+            return true;
+        }
+        match mem.map(page, hpa, 4096, Prot::RWX) {
+            Ok(()) => {
+                VmCounters::bump(&self.counters.s2_resolved);
+                true
+            }
+            Err(e) => {
+                warn!("{}: cannot map RAM page {page}: {e}", self.name);
+                false
+            }
+        }
+    }
+
+    fn data_abort(&self, regs: &mut GuestRegs, trap: &Trap, syn: &esr::Syndrome, iss: &esr::DataAbortIss, hw: &mut dyn VcpuHw) -> Action {
+        let ipa = trap.fault_ipa();
+        if iss.s1ptw {
+            // The guest's own page-table walk touched an IPA it does not own.
+            if let FaultStatus::Translation { .. } = iss.fault() {
+                if self.resolve_ram_fault(ipa) {
+                    return Action::Resume;
+                }
+            }
+            warn!("{}: stage-1 table walk at {} is outside guest RAM: injecting abort", self.name, ipa);
+            return self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw);
+        }
+        let mut mmio = self.mmio.lock();
+        if mmio.is_emulated(ipa) {
+            let access = match MmioAccess::from_iss(iss) {
+                Ok(a) => a,
+                Err(_) => {
+                    drop(mmio);
+                    warn!(
+                        "{}: MMIO access at {} without a valid syndrome (e.g. LDP/STP), pc {:#x}: injecting abort",
+                        self.name, ipa, regs.pc
+                    );
+                    return self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw);
+                }
+            };
+            VmCounters::bump(&self.counters.mmio);
+            match mmio.dispatch(ipa, &access, regs.get(access.reg)) {
+                Ok(out) => {
+                    if let Some((r, v)) = out.writeback {
+                        regs.set(r, v);
+                    }
+                    regs.pc = regs.pc.wrapping_add(syn.instr_len());
+                    return Action::Resume;
+                }
+                Err(e) => {
+                    drop(mmio);
+                    warn!("{}: MMIO {} at {}: {e:?}: injecting abort", self.name, if access.write { "write" } else { "read" }, ipa);
+                    return self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw);
+                }
+            }
+        }
+        drop(mmio);
+        if let FaultStatus::Translation { .. } = iss.fault() {
+            if self.resolve_ram_fault(ipa) {
+                return Action::Resume;
+            }
+        }
+        if self.ram.contains(ipa) {
+            debug!("{}: {:?} at {} (pc {:#x}): injecting abort", self.name, iss.fault(), ipa, regs.pc);
+        } else {
+            warn!(
+                "{}: {} of unmapped IPA {} (va {:#x}, pc {:#x}): injecting abort",
+                self.name,
+                if iss.wnr { "write" } else { "read" },
+                ipa,
+                trap.far,
+                regs.pc
+            );
+        }
+        self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw)
+    }
+
+    fn sysreg(&self, regs: &mut GuestRegs, syn: &esr::Syndrome, iss: &esr::SysRegIss, hw: &mut dyn VcpuHw) -> Action {
+        // Debug (op0 = 2) and PMU (op0 = 3, CRn = 9) registers are trapped through
+        // MDCR_EL2 and emulated as RAZ/WI: the guest sees no debug or PMU features.
+        let raz_wi = iss.op0 == 2 || (iss.op0 == 3 && iss.crn == 9);
+        if raz_wi {
+            if iss.read {
+                regs.set(iss.rt, 0);
+            }
+            regs.pc = regs.pc.wrapping_add(syn.instr_len());
+            return Action::Resume;
+        }
+        warn!(
+            "{}: trapped {} of sysreg op0={} op1={} CRn={} CRm={} op2={} at pc {:#x}: injecting undefined instruction",
+            self.name,
+            if iss.read { "read" } else { "write" },
+            iss.op0,
+            iss.op1,
+            iss.crn,
+            iss.crm,
+            iss.op2,
+            regs.pc
+        );
+        self.inject_undef(regs, syn.il, hw)
+    }
+
+    fn guest_state(&self, regs: &GuestRegs, hw: &dyn VcpuHw) -> GuestState {
+        GuestState {
+            pstate: regs.pstate,
+            pc: regs.pc,
+            vbar_el1: hw.vbar_el1(),
+            sctlr_el1: hw.sctlr_el1(),
+        }
+    }
+
+    fn apply(&self, regs: &mut GuestRegs, inj: Injection, hw: &mut dyn VcpuHw) {
+        hw.set_exception_regs(inj.esr_el1, inj.far_el1.map(|v| v.raw()), inj.elr_el1, inj.spsr_el1);
+        regs.pc = inj.pc;
+        regs.pstate = inj.pstate;
+    }
+
+    /// Injects a synchronous external abort at `far` into the vCPU.
+    pub fn inject_abort(&self, regs: &mut GuestRegs, kind: AbortKind, far: u64, il: bool, hw: &mut dyn VcpuHw) -> Action {
+        let st = self.guest_state(regs, hw);
+        match inject::external_abort(&st, kind, VirtAddr::new(far), il) {
+            Ok(inj) => {
+                VmCounters::bump(&self.counters.aborts_injected);
+                self.apply(regs, inj, hw);
+                Action::Resume
+            }
+            Err(e) => {
+                warn!("{}: {e}: stopping the VM", self.name);
+                Action::Stop
+            }
+        }
+    }
+
+    fn inject_undef(&self, regs: &mut GuestRegs, il: bool, hw: &mut dyn VcpuHw) -> Action {
+        let st = self.guest_state(regs, hw);
+        match inject::undefined_instruction(&st, il) {
+            Ok(inj) => {
+                VmCounters::bump(&self.counters.undef_injected);
+                self.apply(regs, inj, hw);
+                Action::Resume
+            }
+            Err(e) => {
+                warn!("{}: {e}: stopping the VM", self.name);
+                Action::Stop
+            }
+        }
+    }
+}
+
+/// Wakes physical CPUs waiting for a vCPU to be turned on (SEV on the target).
+pub fn wake_cpus() {
+    #[cfg(target_os = "none")]
+    crate::arch::wake_cpus();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mmio::{DeviceError, MmioDevice};
+    use alloc::boxed::Box;
+    use alloc::collections::BTreeMap;
+
+    /// Page-granular model of a stage-2 map.
+    #[derive(Default)]
+    struct FakeMap(BTreeMap<u64, (u64, Prot)>);
+
+    impl GuestMemoryMap for FakeMap {
+        fn map(&mut self, ipa: GuestPhysAddr, hpa: HostPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+            for o in (0..size).step_by(4096) {
+                if self.0.contains_key(&(ipa.raw() + o)) {
+                    return Err(PageTableError::AlreadyMapped);
+                }
+            }
+            for o in (0..size).step_by(4096) {
+                self.0.insert(ipa.raw() + o, (hpa.raw() + o, prot));
+            }
+            Ok(())
+        }
+        fn unmap(&mut self, ipa: GuestPhysAddr, size: u64) -> Result<(), PageTableError> {
+            for o in (0..size).step_by(4096) {
+                self.0.remove(&(ipa.raw() + o));
+            }
+            Ok(())
+        }
+        fn protect(&mut self, ipa: GuestPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+            for o in (0..size).step_by(4096) {
+                if let Some(e) = self.0.get_mut(&(ipa.raw() + o)) {
+                    e.1 = prot;
+                }
+            }
+            Ok(())
+        }
+        fn query(&self, ipa: GuestPhysAddr) -> Option<Mapping> {
+            let page = ipa.raw() & !0xfff;
+            self.0.get(&page).map(|&(pa, prot)| Mapping {
+                pa: HostPhysAddr::new(pa + (ipa.raw() & 0xfff)),
+                prot,
+                level: 3,
+                size: 4096,
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeHw {
+        vbar: u64,
+        esr: u64,
+        far: Option<u64>,
+        elr: u64,
+        spsr: u64,
+    }
+
+    impl VcpuHw for FakeHw {
+        fn vbar_el1(&self) -> u64 {
+            self.vbar
+        }
+        fn sctlr_el1(&self) -> u64 {
+            0x30d0_0800
+        }
+        fn set_exception_regs(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
+            self.esr = esr;
+            self.far = far;
+            self.elr = elr;
+            self.spsr = spsr;
+        }
+    }
+
+    /// A device with one 64-bit register.
+    struct Reg(u64);
+    impl MmioDevice for Reg {
+        fn name(&self) -> &'static str {
+            "reg"
+        }
+        fn read(&mut self, _o: u64, _s: u8) -> Result<u64, DeviceError> {
+            Ok(self.0)
+        }
+        fn write(&mut self, _o: u64, _s: u8, v: u64) -> Result<(), DeviceError> {
+            self.0 = v;
+            Ok(())
+        }
+    }
+
+    const RAM: u64 = 0x4000_0000;
+    const DEV: u64 = 0x0b00_0000;
+
+    fn vm(cpus: usize) -> Vm {
+        let mut mmio = MmioRouter::default();
+        mmio.register(GuestRange::new(GuestPhysAddr::new(DEV), 0x1000), Box::new(Reg(0))).unwrap();
+        let v = Vm::new(
+            0,
+            "t".into(),
+            GuestRange::new(GuestPhysAddr::new(RAM), 2 << 20),
+            HostPhysAddr::new(0x8000_0000),
+            Box::new(FakeMap::default()),
+            mmio,
+            cpus,
+            0,
+            BootInfo { entry: RAM + 0x8_0000, x0: 0 },
+        )
+        .unwrap();
+        v.start();
+        let _ = v.vcpus[0].take_start();
+        v
+    }
+
+    fn hvc(regs: &mut GuestRegs, v: &Vm, args: [u64; 4]) -> Action {
+        regs.x[..4].copy_from_slice(&args);
+        let trap = Trap { esr: (0x16 << 26) | (1 << 25), far: 0, hpfar: 0 };
+        v.handle_sync(0, regs, &trap, &mut FakeHw::default())
+    }
+
+    fn el1_regs() -> GuestRegs {
+        let mut r = GuestRegs::zeroed();
+        r.pc = RAM + 0x1000;
+        r.pstate = PSTATE_EL1H_MASKED;
+        r
+    }
+
+    /// A data abort ESR: ISV, SAS, SSE, SRT, SF, WnR, DFSC.
+    fn dabt(isv: bool, sas: u64, sse: bool, srt: u64, sf: bool, wnr: bool, dfsc: u64) -> u64 {
+        (0x24 << 26) | (1 << 25) | ((isv as u64) << 24) | (sas << 22) | ((sse as u64) << 21) | (srt << 16) | ((sf as u64) << 15) | ((wnr as u64) << 6) | dfsc
+    }
+
+    fn trap_at(esr: u64, ipa: u64) -> Trap {
+        Trap { esr, far: ipa, hpfar: (ipa >> 12) << 4 }
+    }
+
+    #[test]
+    fn psci_and_vendor_calls() {
+        let v = vm(2);
+        let mut r = el1_regs();
+        assert_eq!(hvc(&mut r, &v, [psci::HV_NOP as u64, 0, 0, 0]), Action::Resume);
+        assert_eq!(r.x[0], 0);
+        hvc(&mut r, &v, [psci::PSCI_VERSION as u64, 0, 0, 0]);
+        assert_eq!(r.x[0], 0x1_0001);
+        hvc(&mut r, &v, [psci::PSCI_FEATURES as u64, psci::CPU_ON_64 as u64, 0, 0]);
+        assert_eq!(r.x[0], 0);
+        hvc(&mut r, &v, [0x8600_00ff, 0, 0, 0]);
+        assert_eq!(r.x[0] as i64, psci::NOT_SUPPORTED);
+        // CPU_ON: bad MPIDR, bad entry, success, then already on / pending.
+        hvc(&mut r, &v, [psci::CPU_ON_64 as u64, 7, RAM, 0]);
+        assert_eq!(r.x[0] as i64, psci::INVALID_PARAMETERS);
+        hvc(&mut r, &v, [psci::CPU_ON_64 as u64, 1, 0x1000, 0]);
+        assert_eq!(r.x[0] as i64, psci::INVALID_ADDRESS);
+        hvc(&mut r, &v, [psci::CPU_ON_64 as u64, 1, RAM + 0x100, 42]);
+        assert_eq!(r.x[0] as i64, psci::SUCCESS);
+        hvc(&mut r, &v, [psci::AFFINITY_INFO_64 as u64, 1, 0, 0]);
+        assert_eq!(r.x[0] as i64, psci::AFFINITY_ON_PENDING);
+        hvc(&mut r, &v, [psci::CPU_ON_64 as u64, 1, RAM + 0x100, 42]);
+        assert_eq!(r.x[0] as i64, psci::ON_PENDING);
+        assert_eq!(v.vcpus[1].take_start(), Some((RAM + 0x100, 42)));
+        hvc(&mut r, &v, [psci::CPU_ON_64 as u64, 1, RAM + 0x100, 42]);
+        assert_eq!(r.x[0] as i64, psci::ALREADY_ON);
+        hvc(&mut r, &v, [psci::AFFINITY_INFO_64 as u64, 1, 0, 0]);
+        assert_eq!(r.x[0] as i64, psci::AFFINITY_ON);
+        hvc(&mut r, &v, [psci::AFFINITY_INFO_64 as u64, 1, 1, 0]);
+        assert_eq!(r.x[0] as i64, psci::INVALID_PARAMETERS);
+        assert_eq!(hvc(&mut r, &v, [psci::CPU_OFF as u64, 0, 0, 0]), Action::CpuOff);
+        assert_eq!(hvc(&mut r, &v, [psci::SYSTEM_OFF as u64, 0, 0, 0]), Action::VmOff);
+        assert_eq!(hvc(&mut r, &v, [psci::SYSTEM_RESET as u64, 0, 0, 0]), Action::VmReset);
+        assert_eq!(v.counters.hypercalls.load(Ordering::Relaxed), 15);
+    }
+
+    #[test]
+    fn smc_advances_pc() {
+        let v = vm(1);
+        let mut r = el1_regs();
+        r.x[0] = psci::PSCI_VERSION as u64;
+        let pc = r.pc;
+        let trap = Trap { esr: (0x17 << 26) | (1 << 25), far: 0, hpfar: 0 };
+        assert_eq!(v.handle_sync(0, &mut r, &trap, &mut FakeHw::default()), Action::Resume);
+        assert_eq!(r.pc, pc + 4);
+        assert_eq!(r.x[0], 0x1_0001);
+    }
+
+    #[test]
+    fn mmio_read_sign_extends_and_advances() {
+        let v = vm(1);
+        let mut r = el1_regs();
+        // str x5, [dev]: write 0x80
+        r.x[5] = 0xffff_ffff_ffff_ff80;
+        let pc = r.pc;
+        let t = trap_at(dabt(true, 3, false, 5, true, true, 0x07), DEV + 8);
+        assert_eq!(v.handle_sync(0, &mut r, &t, &mut FakeHw::default()), Action::Resume);
+        assert_eq!(r.pc, pc + 4);
+        // ldrsb x3, [dev]
+        let t = trap_at(dabt(true, 0, true, 3, true, false, 0x07), DEV + 8);
+        v.handle_sync(0, &mut r, &t, &mut FakeHw::default());
+        assert_eq!(r.x[3], 0xffff_ffff_ffff_ff80);
+        // ldrsb w4 → upper half zero
+        let t = trap_at(dabt(true, 0, true, 4, false, false, 0x07), DEV + 8);
+        v.handle_sync(0, &mut r, &t, &mut FakeHw::default());
+        assert_eq!(r.x[4], 0xffff_ff80);
+        // str xzr
+        let t = trap_at(dabt(true, 3, false, 31, true, true, 0x07), DEV + 8);
+        v.handle_sync(0, &mut r, &t, &mut FakeHw::default());
+        let t = trap_at(dabt(true, 3, false, 6, true, false, 0x07), DEV + 8);
+        v.handle_sync(0, &mut r, &t, &mut FakeHw::default());
+        assert_eq!(r.x[6], 0);
+        assert_eq!(v.counters.mmio.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn aborts_are_injected_not_fatal() {
+        let v = vm(1);
+        // LDP to MMIO (ISV = 0), from EL1h: vector VBAR + 0x200, EC 0x25.
+        let mut r = el1_regs();
+        let mut hw = FakeHw { vbar: 0x4000_0800, ..Default::default() };
+        let pc = r.pc;
+        let t = trap_at(dabt(false, 0, false, 0, false, false, 0x07), DEV);
+        assert_eq!(v.handle_sync(0, &mut r, &t, &mut hw), Action::Resume);
+        assert_eq!(r.pc, 0x4000_0800 + 0x200);
+        assert_eq!(hw.elr, pc);
+        assert_eq!(hw.esr >> 26, 0x25);
+        assert_eq!(hw.esr & 0x3f, 0x10);
+        assert_eq!(hw.far, Some(DEV));
+        // Unmapped IPA from EL0: vector + 0x400, EC 0x24.
+        let mut r = el1_regs();
+        r.pstate = 0; // EL0t
+        let t = trap_at(dabt(true, 2, false, 1, false, false, 0x06), 0x3000_0000);
+        v.handle_sync(0, &mut r, &t, &mut hw);
+        assert_eq!(r.pc, 0x4000_0800 + 0x400);
+        assert_eq!(hw.esr >> 26, 0x24);
+        assert_eq!(v.counters.aborts_injected.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn protect_and_lazy_unmap() {
+        let v = vm(1);
+        let mut r = el1_regs();
+        let page = RAM + 0x10_0000;
+        hvc(&mut r, &v, [psci::HV_MEM_PROTECT as u64, page, 0x1000, 1]);
+        assert_eq!(r.x[0], 0);
+        assert_eq!(v.mem.lock().query(GuestPhysAddr::new(page)).unwrap().prot, Prot::R);
+        // A write permission fault on RAM is injected.
+        let mut hw = FakeHw::default();
+        let t = trap_at(dabt(true, 3, false, 1, true, true, 0x0f), page);
+        v.handle_sync(0, &mut r, &t, &mut hw);
+        assert_eq!(hw.esr >> 26, 0x25);
+        // Bad arguments.
+        for args in [[page + 1, 0x1000, 3], [page, 0, 3], [page, 0x1000, 0], [page, 0x1000, 9], [0x1000, 0x1000, 3], [RAM, 4 << 20, 3]] {
+            hvc(&mut r, &v, [psci::HV_MEM_PROTECT as u64, args[0], args[1], args[2]]);
+            assert_eq!(r.x[0] as i64, psci::INVALID_PARAMETERS, "{args:x?}");
+        }
+        // Lazy unmap, then the fault is resolved invisibly.
+        hvc(&mut r, &v, [psci::HV_MEM_UNMAP_LAZY as u64, page, 0x2000, 0]);
+        assert_eq!(r.x[0], 0);
+        assert!(v.mem.lock().query(GuestPhysAddr::new(page)).is_none());
+        let mut r2 = el1_regs();
+        let pc = r2.pc;
+        let t = trap_at(dabt(true, 3, false, 1, true, false, 0x07), page + 0x1008);
+        assert_eq!(v.handle_sync(0, &mut r2, &t, &mut hw), Action::Resume);
+        assert_eq!(r2.pc, pc, "the access is retried, not skipped");
+        let m = v.mem.lock().query(GuestPhysAddr::new(page + 0x1000)).unwrap();
+        assert_eq!(m.pa.raw(), 0x8000_0000 + 0x10_1000);
+        assert_eq!(v.counters.s2_resolved.load(Ordering::Relaxed), 1);
+        hvc(&mut r, &v, [psci::HV_COUNTER as u64, 3, 0, 0]);
+        assert_eq!(r.x[0], 1);
+        // Reset restores everything.
+        v.reset().unwrap();
+        assert_eq!(v.mem.lock().query(GuestPhysAddr::new(page)).unwrap().prot, Prot::RWX);
+        assert_eq!(v.reset_count.load(Ordering::Relaxed), 1);
+        assert_eq!(v.vcpus[0].power(), Power::OnPending);
+    }
+
+    #[test]
+    fn sysreg_traps() {
+        let v = vm(1);
+        let mut r = el1_regs();
+        r.x[2] = 77;
+        // mrs x2, pmcr_el0 (op0=3 op1=3 CRn=9 CRm=12 op2=0), read.
+        let iss = (3 << 20) | (3 << 14) | (9 << 10) | (2 << 5) | (12 << 1) | 1;
+        let t = Trap { esr: (0x18 << 26) | (1 << 25) | iss, far: 0, hpfar: 0 };
+        let pc = r.pc;
+        v.handle_sync(0, &mut r, &t, &mut FakeHw::default());
+        assert_eq!(r.x[2], 0);
+        assert_eq!(r.pc, pc + 4);
+        // An unknown register traps into an undefined instruction.
+        let iss = (3 << 20) | (0 << 14) | (1 << 10) | (2 << 5) | (0 << 1) | 1;
+        let t = Trap { esr: (0x18 << 26) | (1 << 25) | iss, far: 0, hpfar: 0 };
+        let mut hw = FakeHw { vbar: 0x4000_0000, ..Default::default() };
+        v.handle_sync(0, &mut r, &t, &mut hw);
+        assert_eq!(hw.esr >> 26, 0);
+        assert_eq!(r.pc, 0x4000_0200);
+    }
+}

@@ -1,0 +1,106 @@
+//! Entry code: EL3/EL2/EL1 entry, stacks, BSS clearing and the jump into Rust.
+//!
+//! QEMU enters an ELF image with x0 = 0 (the DTB, if any, sits at the start of RAM);
+//! the Raspberry Pi firmware's armstub enters with x0 = DTB. Either way x0 is passed on
+//! to Rust together with the exception level the image was entered at. Entered at EL3,
+//! the image drops to EL2h (non-secure, AArch64, HVC enabled) first. Entered at EL1,
+//! Rust reports that the virtualization extensions are unavailable and powers off.
+
+use core::arch::global_asm;
+
+/// Most physical CPUs the hypervisor brings up.
+pub const MAX_CPUS: usize = 8;
+/// Stack bytes per physical CPU.
+pub const STACK_SIZE: usize = 64 * 1024;
+
+/// Per-CPU hypervisor stacks (16-byte aligned).
+#[repr(C, align(16))]
+pub struct Stacks(pub [[u8; STACK_SIZE]; MAX_CPUS]);
+
+/// The stacks live in BSS; the entry code computes each CPU's top from its index.
+#[no_mangle]
+pub static mut HV_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
+
+global_asm!(
+    r#"
+    .section .text.boot, "ax"
+    .global _start
+_start:
+    mov     x19, x0                 // DTB from a bootloader, or 0 under QEMU's ELF boot
+    mrs     x20, CurrentEL
+    ubfx    x20, x20, #2, #2
+    cmp     x20, #3
+    b.ne    1f
+    // EL3: SCR_EL3 = RW | HCE | RES1(5:4) | NS, then ERET to EL2h with DAIF masked.
+    mov     x0, #0x531
+    msr     scr_el3, x0
+    ldr     x0, =0x30c50830         // SCTLR_EL2 RES1 bits, MMU and caches off
+    msr     sctlr_el2, x0
+    mov     x0, #0x3c9
+    msr     spsr_el3, x0
+    adr     x0, 1f
+    msr     elr_el3, x0
+    eret
+1:
+    mrs     x20, CurrentEL
+    ubfx    x20, x20, #2, #2
+    // Primary stack: top of CPU 0's stack.
+    adrp    x0, {stacks}
+    add     x0, x0, :lo12:{stacks}
+    mov     x1, #{stack_size}
+    add     x0, x0, x1
+    mov     sp, x0
+    // Clear BSS (the stacks are in BSS too; nothing has been pushed yet).
+    adrp    x0, __bss_start
+    add     x0, x0, :lo12:__bss_start
+    adrp    x1, __bss_end
+    add     x1, x1, :lo12:__bss_end
+2:  cmp     x0, x1
+    b.hs    3f
+    stp     xzr, xzr, [x0], #16
+    b       2b
+3:
+    mov     x0, x19
+    mov     x1, x20
+    bl      {primary}
+4:  wfe
+    b       4b
+
+    // Secondary CPUs enter here through PSCI CPU_ON with x0 = their CPU index.
+    .global _secondary_start
+_secondary_start:
+    mov     x19, x0
+    adrp    x1, {stacks}
+    add     x1, x1, :lo12:{stacks}
+    mov     x2, #{stack_size}
+    add     x3, x19, #1
+    madd    x1, x3, x2, x1
+    mov     sp, x1
+    mov     x0, x19
+    bl      {secondary}
+5:  wfe
+    b       5b
+    "#,
+    stacks = sym HV_STACKS,
+    stack_size = const STACK_SIZE,
+    primary = sym super::rust_primary_entry,
+    secondary = sym super::rust_secondary_entry,
+);
+
+extern "C" {
+    /// Where secondary CPUs start (an address, never called from Rust).
+    pub fn _secondary_start();
+    /// First byte of the hypervisor image.
+    pub static __image_start: u8;
+    /// One past the last byte of the image, BSS included.
+    pub static __image_end: u8;
+}
+
+/// The physical range the hypervisor image occupies (identity-mapped).
+pub fn image_range() -> (u64, u64) {
+    // Only the addresses of the linker symbols are taken, never their contents.
+    (
+        core::ptr::addr_of!(__image_start) as u64,
+        core::ptr::addr_of!(__image_end) as u64,
+    )
+}

@@ -1,0 +1,231 @@
+//! AArch64 EL2 host: entry, vectors, world switch, MMU, PSCI calls and TLB maintenance.
+
+pub mod boot;
+pub mod mem;
+pub mod switch;
+pub mod sysreg;
+
+use crate::vm::{GuestRegs, Trap, VcpuHw};
+use crate::{read_sysreg, write_sysreg};
+pub use boot::{image_range, MAX_CPUS};
+pub use mem::{FrameMm, HwTlb};
+pub use switch::{install_vectors, run_vcpu, ExitKind, VcpuContext};
+
+/// Rust entry of the primary CPU: `dtb` is x0 at entry, `el` the entry exception level.
+#[no_mangle]
+pub extern "C" fn rust_primary_entry(dtb: u64, el: u64) -> ! {
+    install_vectors_if_el2(el);
+    crate::hyp::primary_main(dtb, el)
+}
+
+/// Rust entry of a secondary CPU started through PSCI CPU_ON.
+#[no_mangle]
+pub extern "C" fn rust_secondary_entry(cpu: u64) -> ! {
+    install_vectors();
+    crate::hyp::secondary_main(cpu as usize)
+}
+
+fn install_vectors_if_el2(el: u64) {
+    if el == 2 {
+        install_vectors();
+    }
+}
+
+/// An exception taken at EL2: a hypervisor bug. Reports the frame and stops.
+#[no_mangle]
+pub extern "C" fn rust_hyp_fault(frame: *const u64, kind: u64) -> ! {
+    let esr = read_sysreg!("esr_el2");
+    let elr = read_sysreg!("elr_el2");
+    let far = read_sysreg!("far_el2");
+    // SAFETY: the vector code saved 31 registers at `frame` on this CPU's stack.
+    let lr = unsafe { frame.add(30).read() };
+    panic!("exception at EL2 (vector {kind}): ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x} LR={lr:#x}");
+}
+
+/// This CPU's affinity-0 number, for log prefixes.
+pub fn cpu_id() -> u64 {
+    read_sysreg!("mpidr_el1") & 0xff
+}
+
+/// This CPU's MPIDR affinity fields.
+pub fn mpidr() -> u64 {
+    sysreg::mpidr()
+}
+
+/// Wakes CPUs waiting in `wait_for_event`.
+pub fn wake_cpus() {
+    sysreg::dsb_ish();
+    sysreg::sev();
+}
+
+/// Waits for an event (another CPU's `wake_cpus`) or a spurious wake-up.
+pub fn wait_for_event() {
+    sysreg::wfe();
+}
+
+/// The conduit the host firmware's PSCI uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PsciConduit {
+    /// `smc #0` (firmware at EL3, or QEMU's built-in PSCI at EL2).
+    Smc,
+    /// `hvc #0` (only usable when the image runs at EL1).
+    Hvc,
+}
+
+/// Calls the host firmware's PSCI through the given conduit.
+pub fn psci_call(conduit: PsciConduit, func: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let r: u64;
+    // SAFETY: an SMC/HVC to PSCI firmware; the SMC Calling Convention preserves
+    // x18-x30 and SP, and every other register it may clobber is declared.
+    unsafe {
+        match conduit {
+            PsciConduit::Smc => core::arch::asm!("smc #0", inout("x0") func => r, inout("x1") a1 => _,
+                inout("x2") a2 => _, inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _,
+                out("x7") _, out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _, options(nostack)),
+            PsciConduit::Hvc => core::arch::asm!("hvc #0", inout("x0") func => r, inout("x1") a1 => _,
+                inout("x2") a2 => _, inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _,
+                out("x7") _, out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _, options(nostack)),
+        }
+    }
+    r as i64
+}
+
+/// Address secondary CPUs start at.
+pub fn secondary_entry() -> u64 {
+    boot::_secondary_start as *const () as u64
+}
+
+/// ID_AA64MMFR0_EL1.PARange.
+pub fn parange() -> u8 {
+    (read_sysreg!("id_aa64mmfr0_el1") & 0xf) as u8
+}
+
+/// Turns on the EL2 stage-1 MMU with the given tables. Caches are enabled too.
+pub fn enable_el2_mmu(ttbr0: u64, tcr: u64, mair: u64) {
+    write_sysreg!("mair_el2", mair);
+    write_sysreg!("tcr_el2", tcr);
+    write_sysreg!("ttbr0_el2", ttbr0);
+    sysreg::dsb_sy();
+    sysreg::isb();
+    // SAFETY (asm): invalidating EL2 TLB entries before first use is always safe.
+    unsafe { core::arch::asm!("tlbi alle2", "dsb sy", "isb", options(nostack)) };
+    // SCTLR_EL2: RES1 bits, M (0), C (2), SA (3), I (12), WXN off, EE little-endian.
+    let sctlr = 0x30c5_0830 | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 12);
+    write_sysreg!("sctlr_el2", sctlr);
+    sysreg::isb();
+}
+
+/// HCR_EL2 for an AArch64 (or AArch32 with `rw = false`) guest with stage-2 on:
+/// VM, SWIO, FMO, IMO, AMO, FB, BSU=inner shareable, TWI, TWE, TSC, RW.
+pub fn hcr_for_guest(rw_aarch64: bool) -> u64 {
+    let mut h = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9) | (1 << 10);
+    h |= (1 << 13) | (1 << 14) | (1 << 19);
+    if rw_aarch64 {
+        h |= 1 << 31;
+    }
+    h
+}
+
+/// Prepares this CPU to run a vCPU of a VM with the given stage-2 settings.
+pub fn setup_guest_cpu(vtcr: u64, vttbr: u64, hcr: u64, vmpidr: u64) {
+    write_sysreg!("vtcr_el2", vtcr);
+    write_sysreg!("vttbr_el2", vttbr);
+    write_sysreg!("hcr_el2", hcr);
+    // MDCR_EL2: trap debug (TDA, TDOSA, TDRA) and PMU (TPM, TPMCR) accesses; keep
+    // HPMN as the hardware reports it so the field is architecturally valid.
+    let hpmn = (read_sysreg!("pmcr_el0") >> 11) & 0x1f;
+    write_sysreg!("mdcr_el2", hpmn | (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11));
+    // CNTHCTL_EL2: EL1 may use the physical counter and timer; the virtual
+    // timer has no offset.
+    write_sysreg!("cnthctl_el2", 0b11);
+    write_sysreg!("cntvoff_el2", 0);
+    // CPTR_EL2: no FP/SIMD or SVE traps (RES1 bits only).
+    write_sysreg!("cptr_el2", 0x33ff);
+    write_sysreg!("vmpidr_el2", vmpidr | (1 << 31));
+    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+    sysreg::isb();
+    // SAFETY (asm): flushing this VM's stale stage-1+2 TLB entries is always safe.
+    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+}
+
+/// Puts the EL1 system registers into their reset state for a vCPU that starts
+/// (boot, CPU_ON, reset): MMU and caches off.
+pub fn reset_el1() {
+    write_sysreg!("sctlr_el1", 0x30d0_0800);
+    write_sysreg!("vbar_el1", 0);
+    write_sysreg!("tcr_el1", 0);
+    write_sysreg!("mair_el1", 0);
+    write_sysreg!("ttbr0_el1", 0);
+    write_sysreg!("ttbr1_el1", 0);
+    write_sysreg!("cpacr_el1", 0);
+    write_sysreg!("contextidr_el1", 0);
+    write_sysreg!("cntv_ctl_el0", 0);
+    write_sysreg!("cntkctl_el1", 0);
+    write_sysreg!("sp_el1", 0);
+    write_sysreg!("sp_el0", 0);
+    write_sysreg!("tpidr_el1", 0);
+    sysreg::isb();
+}
+
+/// The trap registers of the last synchronous exit on this CPU.
+pub fn trap_info() -> Trap {
+    Trap {
+        esr: read_sysreg!("esr_el2"),
+        far: read_sysreg!("far_el2"),
+        hpfar: read_sysreg!("hpfar_el2"),
+    }
+}
+
+/// The live EL1 registers of this CPU, as trap handling needs them.
+pub struct LiveEl1;
+
+impl VcpuHw for LiveEl1 {
+    fn vbar_el1(&self) -> u64 {
+        read_sysreg!("vbar_el1")
+    }
+    fn sctlr_el1(&self) -> u64 {
+        read_sysreg!("sctlr_el1")
+    }
+    fn set_exception_regs(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
+        write_sysreg!("esr_el1", esr);
+        if let Some(f) = far {
+            write_sysreg!("far_el1", f);
+        }
+        write_sysreg!("elr_el1", elr);
+        write_sysreg!("spsr_el1", spsr);
+    }
+}
+
+/// Starts a vCPU context at `entry` with x0 = `x0`, EL1h, interrupts masked.
+pub fn boot_regs(regs: &mut GuestRegs, entry: u64, x0: u64) {
+    *regs = GuestRegs::zeroed();
+    regs.x[0] = x0;
+    regs.pc = entry;
+    regs.pstate = crate::vm::PSTATE_EL1H_MASKED;
+}
+
+/// Powers the machine off through PSCI SYSTEM_OFF, or spins if that fails.
+pub fn power_off(conduit: PsciConduit) -> ! {
+    psci_call(conduit, crate::psci::SYSTEM_OFF as u64, 0, 0, 0);
+    loop {
+        wait_for_event();
+    }
+}
+
+/// The hypervisor heap.
+#[global_allocator]
+pub static HEAP: buddy_system_allocator::LockedHeap<32> = buddy_system_allocator::LockedHeap::empty();
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    if crate::logger::CONSOLE.is_locked() {
+        // SAFETY: the machine is about to power off; if this CPU panicked while holding
+        // the console lock, breaking it is the only way to report the panic. Output
+        // from another CPU may interleave, which is acceptable here.
+        unsafe { crate::logger::CONSOLE.force_unlock() };
+    }
+    log::error!("PANIC: {info}");
+    power_off(PsciConduit::Smc)
+}

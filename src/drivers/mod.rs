@@ -1,0 +1,3 @@
+//! Drivers for the host's own devices (the hypervisor's console).
+
+pub mod pl011;

@@ -1,0 +1,505 @@
+//! The hypervisor proper on the target: boot flow, VM creation and per-CPU run loops.
+//!
+//! This is glue between the pure layers (device tree, configuration, loader, VM
+//! model) and the architecture layer. It runs only on the target.
+
+use crate::addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange};
+use crate::arch::{self, FrameMm, HwTlb, PsciConduit, VcpuContext};
+use crate::bundle::Bundle;
+use crate::config::{self, VmConfig};
+use crate::devices;
+use crate::dt::HostPlatform;
+use crate::loader::{self, GuestDevice, GuestDtSpec, GuestGic};
+use crate::mmio::MmioRouter;
+use crate::pgtable::{Geometry, PageTableError, Prot, Stage1PageTable, Stage2PageTable};
+use crate::vm::{Action, BootInfo, GuestMemoryMap, Vm};
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use log::{error, info, warn};
+use spin::Once;
+
+/// Guest IPA of RAM, as on QEMU virt.
+pub const GUEST_RAM_BASE: u64 = 0x4000_0000;
+/// Guest IPA of the console PL011.
+pub const GUEST_UART_BASE: u64 = 0x0900_0000;
+/// Guest IPA of the test device.
+pub const GUEST_TESTDEV_BASE: u64 = 0x0b00_0000;
+
+/// Early heap, used until the frame allocator hands the heap its real memory.
+static mut EARLY_HEAP: [u8; 256 * 1024] = [0; 256 * 1024];
+/// Heap bytes taken from RAM once memory is known.
+const HEAP_SIZE: u64 = 16 << 20;
+
+/// Everything the CPUs share after boot.
+struct System {
+    conduit: PsciConduit,
+    vms: Vec<Vm>,
+    /// For each physical CPU: (VM index, vCPU index).
+    assignment: Vec<Option<(usize, usize)>>,
+    vtcr: u64,
+    vttbrs: Vec<u64>,
+    images: Vec<VmImages>,
+}
+
+/// The bytes a VM's memory is loaded from at boot and at every reset.
+struct VmImages {
+    kernel: &'static [u8],
+    kernel_at: GuestPhysAddr,
+    initrd: Option<(&'static [u8], GuestPhysAddr)>,
+    dtb: Vec<u8>,
+    dtb_at: GuestPhysAddr,
+    aarch64: bool,
+}
+
+static SYSTEM: Once<System> = Once::new();
+static VMS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+fn conduit_of(p: &HostPlatform) -> PsciConduit {
+    match p.psci.as_ref().map(|p| p.method) {
+        Some(crate::dt::PsciMethod::Hvc) => PsciConduit::Hvc,
+        _ => PsciConduit::Smc,
+    }
+}
+
+/// Stops everything with a message on the console (if there is one).
+fn fatal(conduit: PsciConduit, msg: core::fmt::Arguments) -> ! {
+    error!("{msg}");
+    error!("stopping");
+    arch::power_off(conduit)
+}
+
+/// Finds the DTB: x0 from the bootloader, else the start of RAM where QEMU puts it
+/// for ELF images (1 MiB below the image, which links at RAM + 1 MiB).
+fn find_dtb(x0: u64) -> Option<(u64, usize)> {
+    let (img, _) = arch::image_range();
+    let candidates = [x0, img.saturating_sub(1 << 20) & !0xf_ffff, img & !0x3fff_ffff];
+    for &c in candidates.iter().filter(|&&c| c != 0) {
+        // SAFETY: the candidate is either the bootloader's DTB pointer or RAM below the
+        // image; RAM is readable with the MMU off, and only the 40-byte header is read.
+        let hdr = unsafe { core::slice::from_raw_parts(c as *const u8, 40) };
+        if let Ok(size) = crate::dt::fdt_total_size(hdr) {
+            return Some((c, size));
+        }
+    }
+    None
+}
+
+fn bootarg<'a>(args: &'a str, key: &str) -> Option<&'a str> {
+    args.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Primary CPU: bring the system up, create the VMs, run vCPU 0 of the first VM.
+pub fn primary_main(x0: u64, el: u64) -> ! {
+    // SAFETY: EARLY_HEAP is used only here, once, before any allocation.
+    unsafe {
+        let start = core::ptr::addr_of_mut!(EARLY_HEAP) as usize;
+        arch::HEAP.lock().init(start, 256 * 1024);
+    }
+    let Some((dtb_addr, dtb_size)) = find_dtb(x0) else {
+        // Without a DTB there is no console; QEMU's PSCI is reachable through SMC.
+        arch::power_off(PsciConduit::Smc);
+    };
+    // SAFETY: fdt_total_size validated the header; the blob is in RAM that nothing
+    // else writes, and it is reserved from the frame allocator below.
+    let dtb: &'static [u8] = unsafe { core::slice::from_raw_parts(dtb_addr as *const u8, dtb_size) };
+    let plat = match HostPlatform::parse(dtb) {
+        Ok(p) => p,
+        Err(_) => arch::power_off(PsciConduit::Smc),
+    };
+    let conduit = if el == 2 { PsciConduit::Smc } else { conduit_of(&plat) };
+    init_console(&plat);
+    let fdt = fdt::Fdt::new(dtb).ok();
+    let bootargs = fdt.as_ref().and_then(|f| f.chosen().bootargs()).unwrap_or("");
+    let level = bootarg(bootargs, "hv.log").and_then(crate::logger::parse_level).unwrap_or(log::LevelFilter::Info);
+    log::set_max_level(level);
+    info!("hv {} starting on {} ({} CPUs), entered at EL{el}", env!("CARGO_PKG_VERSION"), plat.model_or_compatible(), plat.cpus.len());
+    if el != 2 {
+        fatal(
+            conduit,
+            format_args!(
+                "entered at EL{el}: the hypervisor needs EL2 (virtualization extensions). \
+                 On QEMU use -M virt,virtualization=on"
+            ),
+        );
+    }
+    match crate::board::find_board(&plat) {
+        Some(b) => match b.check(&plat) {
+            Ok(()) => info!("board {}: device tree matches", b.name),
+            Err(e) => warn!("board {}: device tree differs from the board description: {e}", b.name),
+        },
+        None => warn!("no board description matches this device tree; continuing with the device tree alone"),
+    }
+
+    // Memory: RAM minus the image, the DTB, reserved ranges and the guest bundle.
+    let (img_start, img_end) = arch::image_range();
+    let bundle_addr = bootarg(bootargs, "hv.bundle")
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        .or_else(|| plat.initrd.map(|r| r.start.raw()));
+    for r in &plat.memory {
+        arch::mem::add_ram(*r);
+    }
+    {
+        let mut f = arch::mem::FRAMES.lock();
+        let _ = f.reserve(HostRange::new(HostPhysAddr::new(img_start), img_end - img_start));
+        let _ = f.reserve(HostRange::new(HostPhysAddr::new(dtb_addr), dtb_size as u64));
+        for r in &plat.reserved {
+            let _ = f.reserve(*r);
+        }
+    }
+    let bundle = match bundle_addr {
+        None => fatal(conduit, format_args!("no guest bundle: pass hv.bundle=ADDR in /chosen/bootargs (scripts/run does)")),
+        Some(a) => {
+            // SAFETY: the bundle address comes from the boot command line; reading its
+            // 24-byte header from RAM is harmless, and the size is checked before use.
+            let hdr = unsafe { core::slice::from_raw_parts(a as *const u8, crate::bundle::HEADER_SIZE) };
+            match crate::bundle::total_size(hdr) {
+                Ok(size) => {
+                    let _ = arch::mem::FRAMES.lock().reserve(HostRange::new(HostPhysAddr::new(a), size as u64));
+                    // SAFETY: the bundle was loaded there by QEMU or the firmware and is
+                    // reserved from the frame allocator, so nothing else writes it.
+                    let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(a as *const u8, size) };
+                    match Bundle::parse(bytes) {
+                        Ok(b) => b,
+                        Err(e) => fatal(conduit, format_args!("guest bundle at {a:#x}: {e}")),
+                    }
+                }
+                Err(e) => fatal(conduit, format_args!("guest bundle at {a:#x}: {e}")),
+            }
+        }
+    };
+    // The real heap.
+    match arch::mem::FRAMES.lock().alloc(HEAP_SIZE, 1 << 21) {
+        Ok(h) => {
+            // SAFETY: the allocator gave us this range exclusively; RAM is identity-mapped.
+            unsafe { arch::HEAP.lock().add_to_heap(h.raw() as usize, (h.raw() + HEAP_SIZE) as usize) };
+        }
+        Err(e) => fatal(conduit, format_args!("no memory for the heap: {e}")),
+    }
+    enable_mmu(&plat, conduit);
+    info!("EL2 MMU on; {} MiB free for guests", arch::mem::FRAMES.lock().free_bytes() >> 20);
+
+    // VMs.
+    let cfg_text = bundle.get("config").and_then(|c| core::str::from_utf8(c).ok()).unwrap_or("");
+    let cfgs = match config::parse(cfg_text, plat.cpus.len().min(arch::MAX_CPUS)) {
+        Ok(c) => c,
+        Err(e) => fatal(conduit, format_args!("VM configuration: {e}")),
+    };
+    let geometry = Geometry::stage2_from_parange(arch::parange());
+    let mut vms = Vec::new();
+    let mut images = Vec::new();
+    let mut vttbrs = Vec::new();
+    let mut assignment = alloc::vec![None; plat.cpus.len().min(arch::MAX_CPUS)];
+    for (i, c) in cfgs.iter().enumerate() {
+        match create_vm(i, c, &bundle, geometry, cfgs.len() > 1) {
+            Ok((vm, img, vttbr)) => {
+                let first = vm.first_cpu;
+                for v in 0..c.cpus {
+                    assignment[first + v] = Some((i, v));
+                }
+                info!("VM {} '{}': {} vCPU(s) on CPU {}.., {} MiB RAM at {} (host {}), {} mode", i, c.name, c.cpus, first, c.mem >> 20, vm.ram.start, vm.ram_hpa, if c.mode == config::MemMode::Stage2 { "stage2" } else { "shadow" });
+                vms.push(vm);
+                images.push(img);
+                vttbrs.push(vttbr);
+            }
+            Err(e) => fatal(conduit, format_args!("VM '{}': {e}", c.name)),
+        }
+    }
+    let sys = SYSTEM.call_once(|| System { conduit, vms, assignment, vtcr: geometry.vtcr().unwrap_or(0), vttbrs, images });
+    for (i, vm) in sys.vms.iter().enumerate() {
+        load_images(vm, &sys.images[i]);
+        vm.start();
+        VMS_RUNNING.fetch_add(1, Ordering::AcqRel);
+    }
+    // Secondary physical CPUs that have vCPUs.
+    for (cpu, a) in sys.assignment.iter().enumerate().skip(1) {
+        if a.is_some() {
+            let mpidr = plat.cpus[cpu].mpidr;
+            let r = arch::psci_call(conduit, crate::psci::CPU_ON_64 as u64, mpidr, arch::secondary_entry(), cpu as u64);
+            if r != 0 {
+                error!("starting CPU {cpu} (MPIDR {mpidr:#x}) failed: PSCI {r}");
+            }
+        }
+    }
+    cpu_loop(0)
+}
+
+/// Secondary CPU entry.
+pub fn secondary_main(cpu: usize) -> ! {
+    if let Some(sys) = SYSTEM.get() {
+        let _ = sys;
+    }
+    enable_mmu_secondary();
+    cpu_loop(cpu)
+}
+
+static EL2_TABLES: Once<(u64, u64, u64)> = Once::new();
+
+fn enable_mmu(plat: &HostPlatform, conduit: PsciConduit) {
+    let pa_bits = match arch::parange() {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        _ => 48,
+    };
+    let geom = match Geometry::stage1_el2(pa_bits.min(48), pa_bits) {
+        Ok(g) => g,
+        Err(e) => fatal(conduit, format_args!("EL2 page-table geometry: {e}")),
+    };
+    let mut t = match Stage1PageTable::new(geom, FrameMm, HwTlb) {
+        Ok(t) => t,
+        Err(e) => fatal(conduit, format_args!("EL2 page tables: {e}")),
+    };
+    let map = |t: &mut Stage1PageTable<FrameMm, HwTlb>, base: u64, size: u64, ty: crate::pgtable::MemType| {
+        let s = base & !0xfff;
+        let e = (base + size + 0xfff) & !0xfff;
+        let prot = if ty == crate::pgtable::MemType::Device { Prot::RW } else { Prot::RWX };
+        t.map_identity(HostPhysAddr::new(s), e - s, ty, prot)
+    };
+    for r in &plat.memory {
+        if let Err(e) = map(&mut t, r.start.raw(), r.size, crate::pgtable::MemType::Normal) {
+            fatal(conduit, format_args!("identity-mapping RAM {r:?}: {e}"));
+        }
+    }
+    for d in plat.device_ranges().iter() {
+        if let Err(e) = map(&mut t, d.start.raw(), d.size, crate::pgtable::MemType::Device) {
+            warn!("identity-mapping device {d:?}: {e}");
+        }
+    }
+    let regs = (t.ttbr0(), t.tcr(), crate::pgtable::MAIR_EL2);
+    core::mem::forget(t);
+    EL2_TABLES.call_once(|| regs);
+    arch::enable_el2_mmu(regs.0, regs.1, regs.2);
+}
+
+fn enable_mmu_secondary() {
+    if let Some(&(ttbr, tcr, mair)) = EL2_TABLES.get() {
+        arch::enable_el2_mmu(ttbr, tcr, mair);
+    }
+}
+
+fn init_console(plat: &HostPlatform) {
+    static mut UART: Option<crate::drivers::pl011::Pl011> = None;
+    if let Some(u) = plat.uart.as_ref() {
+        // SAFETY: the base comes from the device tree's stdout-path node, is a PL011
+        // per its compatible string, and nothing else drives it; UART is written once
+        // here before any other CPU runs.
+        unsafe {
+            let mut d = crate::drivers::pl011::Pl011::new(u.base.raw() as usize);
+            d.init(u.clock_hz, 115_200);
+            let slot = &mut *core::ptr::addr_of_mut!(UART);
+            *slot = Some(d);
+            if let Some(d) = slot.as_mut() {
+                crate::logger::init(d, log::LevelFilter::Info);
+            }
+        }
+    }
+}
+
+/// A VM's memory map backed by stage-2 tables.
+struct Stage2Map {
+    pt: Stage2PageTable<FrameMm, HwTlb>,
+}
+
+impl GuestMemoryMap for Stage2Map {
+    fn map(&mut self, ipa: GuestPhysAddr, hpa: HostPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+        self.pt.map(ipa, hpa, size, prot)
+    }
+    fn unmap(&mut self, ipa: GuestPhysAddr, size: u64) -> Result<(), PageTableError> {
+        self.pt.unmap(ipa, size)
+    }
+    fn protect(&mut self, ipa: GuestPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+        self.pt.protect(ipa, size, prot)
+    }
+    fn query(&self, ipa: GuestPhysAddr) -> Option<crate::pgtable::Mapping> {
+        self.pt.query(ipa)
+    }
+}
+
+/// Console output of one VM: straight through for a single VM, line-buffered with a
+/// `[name] ` prefix when several VMs share the UART.
+struct VmConsole {
+    prefix: Option<String>,
+    line: Vec<u8>,
+}
+
+impl devices::pl011::ConsoleSink for VmConsole {
+    fn write_byte(&mut self, b: u8) {
+        match &self.prefix {
+            None => crate::logger::write_raw(&[b]),
+            Some(p) => {
+                self.line.push(b);
+                if b == b'\n' || self.line.len() >= 256 {
+                    let mut out = Vec::with_capacity(p.len() + self.line.len() + 3);
+                    out.push(b'[');
+                    out.extend_from_slice(p.as_bytes());
+                    out.extend_from_slice(b"] ");
+                    out.append(&mut self.line);
+                    crate::logger::write_raw(&out);
+                }
+            }
+        }
+    }
+}
+
+fn create_vm(id: usize, c: &VmConfig, bundle: &Bundle<'static>, geometry: Geometry, prefixed: bool) -> Result<(Vm, VmImages, u64), String> {
+    use alloc::format;
+    let kernel = bundle.get(&c.kernel).ok_or_else(|| format!("the bundle has no '{}' (kernel)", c.kernel))?;
+    let initrd = match &c.initrd {
+        Some(n) => Some(bundle.get(n).ok_or_else(|| format!("the bundle has no '{n}' (initrd)"))?),
+        None => None,
+    };
+    let cmdline = match &c.cmdline {
+        Some(n) => core::str::from_utf8(bundle.get(n).ok_or_else(|| format!("the bundle has no '{n}' (cmdline)"))?)
+            .map_err(|_| String::from("the command line is not UTF-8"))?
+            .trim(),
+        None => "",
+    };
+    let ram = GuestRange::new(GuestPhysAddr::new(GUEST_RAM_BASE), c.mem);
+    let plan = loader::plan(kernel, initrd.map(|i| i.len() as u64), ram).map_err(|e| format!("{e}"))?;
+    let hpa = arch::mem::FRAMES
+        .lock()
+        .alloc_best_aligned(c.mem, &[1 << 30, 2 << 20])
+        .map_err(|e| format!("guest RAM of {} MiB: {e}", c.mem >> 20))?;
+    let devs = [GuestDevice::Pl011 { base: GUEST_UART_BASE, spi: Some(1) }];
+    let dtb = loader::build_guest_dtb(&GuestDtSpec {
+        ram,
+        cpus: c.cpus,
+        bootargs: cmdline,
+        initrd: plan.initrd,
+        devices: &devs,
+        gic: GuestGic::None,
+        timer_freq: 0,
+    })
+    .map_err(|e| format!("{e}"))?;
+    let vmid = (id + 1) as u8;
+    let pt = Stage2PageTable::new(geometry, vmid, FrameMm, HwTlb).map_err(|e| format!("stage-2 tables: {e}"))?;
+    let vttbr = pt.vttbr();
+    let mut mmio = MmioRouter::default();
+    let console = VmConsole { prefix: prefixed.then(|| c.name.clone()), line: Vec::new() };
+    mmio.register(
+        GuestRange::new(GuestPhysAddr::new(GUEST_UART_BASE), 0x1000),
+        Box::new(devices::pl011::Pl011::new(Box::new(console))),
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    mmio.register(GuestRange::new(GuestPhysAddr::new(GUEST_TESTDEV_BASE), 0x1000), Box::new(devices::testdev::TestDev::new()))
+        .map_err(|e| format!("{e:?}"))?;
+    let boot = BootInfo { entry: plan.kernel.raw(), x0: plan.dtb.raw() };
+    let vm = Vm::new(id, c.name.clone(), ram, hpa, Box::new(Stage2Map { pt }), mmio, c.cpus, c.first_cpu.unwrap_or(0), boot)
+        .map_err(|e| format!("{e:?}"))?;
+    let img = VmImages {
+        kernel,
+        kernel_at: plan.kernel,
+        initrd: initrd.zip(plan.initrd.map(|r| r.start)),
+        dtb,
+        dtb_at: plan.dtb,
+        aarch64: c.arch == config::GuestArch::Aarch64,
+    };
+    Ok((vm, img, vttbr))
+}
+
+fn copy_into_guest(vm: &Vm, at: GuestPhysAddr, bytes: &[u8]) {
+    if !vm.ram.contains_span(at, bytes.len() as u64) {
+        error!("{}: image at {at} +{:#x} is outside guest RAM (loader bug)", vm.name, bytes.len());
+        return;
+    }
+    let hpa = vm.ram_hpa.raw() + (at - vm.ram.start);
+    // SAFETY: the destination lies inside the VM's RAM (checked above), which the frame
+    // allocator gave to this VM alone and which is identity-mapped at EL2; no vCPU of
+    // the VM runs while images are loaded.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), hpa as *mut u8, bytes.len()) };
+}
+
+fn load_images(vm: &Vm, img: &VmImages) {
+    copy_into_guest(vm, img.kernel_at, img.kernel);
+    if let Some((data, at)) = img.initrd {
+        copy_into_guest(vm, at, data);
+    }
+    copy_into_guest(vm, img.dtb_at, &img.dtb);
+    let _ = img.aarch64;
+}
+
+fn cpu_loop(cpu: usize) -> ! {
+    let sys = match SYSTEM.get() {
+        Some(s) => s,
+        None => loop {
+            arch::wait_for_event();
+        },
+    };
+    let Some((vm_idx, vcpu)) = sys.assignment.get(cpu).copied().flatten() else {
+        loop {
+            arch::wait_for_event();
+        }
+    };
+    let vm = &sys.vms[vm_idx];
+    let aarch64 = sys.images[vm_idx].aarch64;
+    arch::setup_guest_cpu(sys.vtcr, sys.vttbrs[vm_idx], arch::hcr_for_guest(aarch64), Vm::vcpu_mpidr(vcpu));
+    let mut ctx = VcpuContext::new();
+    loop {
+        let (entry, x0) = loop {
+            if let Some(s) = vm.vcpus[vcpu].take_start() {
+                break s;
+            }
+            arch::wait_for_event();
+        };
+        arch::reset_el1();
+        arch::boot_regs(&mut ctx.guest, entry, x0);
+        let action = run(vm, vcpu, &mut ctx);
+        match action {
+            Action::Resume | Action::CpuOff => {}
+            Action::VmOff | Action::Stop => {
+                if action == Action::Stop {
+                    error!("{}: stopped after a fatal guest error", vm.name);
+                }
+                vm.power_off();
+                info!("{}: powered off; counters: {}", vm.name, vm.counters);
+                for (name, _range, st) in vm.mmio.lock().iter_stats() {
+                    info!("{}: mmio {name}: reads={} writes={} errors={}", vm.name, st.reads, st.writes, st.errors);
+                }
+                if VMS_RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    info!("all VMs are off: powering off");
+                    arch::power_off(sys.conduit);
+                }
+            }
+            Action::VmReset => {
+                info!("{}: reset requested (counters so far: {})", vm.name, vm.counters);
+                if let Err(e) = vm.reset() {
+                    error!("{}: reset failed: {e}", vm.name);
+                    vm.power_off();
+                    continue;
+                }
+                load_images(vm, &sys.images[vm_idx]);
+                arch::wake_cpus();
+            }
+        }
+    }
+}
+
+/// Runs a started vCPU until it stops being runnable.
+fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext) -> Action {
+    let mut hw = arch::LiveEl1;
+    loop {
+        match arch::run_vcpu(ctx) {
+            arch::ExitKind::Sync => {
+                let trap = arch::trap_info();
+                let a = vm.handle_sync(vcpu, &mut ctx.guest, &trap, &mut hw);
+                if a != Action::Resume {
+                    return a;
+                }
+            }
+            arch::ExitKind::Irq | arch::ExitKind::Fiq => {
+                vm.counters.exit(crate::counters::ExitReason::Irq);
+            }
+            arch::ExitKind::SError => {
+                error!("{}: SError while the guest ran (pc {:#x})", vm.name, ctx.guest.pc);
+                return Action::Stop;
+            }
+        }
+        if vm.run_state() == crate::vm::RunState::Off {
+            return Action::CpuOff;
+        }
+    }
+}

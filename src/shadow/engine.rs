@@ -1,0 +1,1323 @@
+//! Shadow builder, incremental sync, root cache with bounded pool, fault resolution and statistics.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use super::desc::{L1Desc, L2Desc, LargePageDesc, PageTableDesc, RegionAttrs, SectionDesc, SmallPageDesc, SupersectionDesc};
+use super::pool::{Pool, ShadowView};
+use super::walk::{
+    ap_permissions, sctlr, translate, Access, AccessKind, DomainAccess, Fault, GuestMemory, MemError, Regime,
+    Translation,
+};
+use super::wp::WpSet;
+use super::{Backing, GuestMap, ShadowError};
+use crate::addr::{GuestPhysAddr, VirtAddr};
+
+const NONE: u32 = u32::MAX;
+const MIB: u64 = 0x10_0000;
+const FOUR_GIB: u64 = 1 << 32;
+
+/// Cache key of a shadow root: the guest's TTBR0 table base and ASID. With the MMU off the
+/// single identity root has key `(u32::MAX, 0)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RootKey {
+    /// Guest physical base of the TTBR0 first-level table.
+    pub ttbr0_base: u32,
+    /// ASID (CONTEXTIDR[7:0]).
+    pub asid: u8,
+}
+
+/// Counters kept by the engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Guest walks done to resolve shadow faults.
+    pub walks: u64,
+    /// Shadow first-level entries (re)computed.
+    pub fills: u64,
+    /// Shadow second-level tables (re)built in full.
+    pub l2_builds: u64,
+    /// Calls to [`ShadowEngine::sync_write`].
+    pub syncs: u64,
+    /// Roots evicted to make room (or dropped by a structural regime change).
+    pub evictions: u64,
+    /// Shadow faults resolved as writes to write-protected guest table pages.
+    pub wp_faults: u64,
+    /// Root cache hits and misses on activation.
+    pub cache_hits: u64,
+    /// Root cache misses (a root was built).
+    pub cache_misses: u64,
+    /// Scans for shadow entries mapping a page whose protection changed.
+    pub rescans: u64,
+    /// Guest TLB maintenance operations seen.
+    pub tlb_ops: u64,
+    /// Faults resolved as MMIO accesses.
+    pub mmio_faults: u64,
+    /// Faults reflected to the guest.
+    pub guest_faults: u64,
+    /// Faults resolved by refilling a stale or missing shadow entry.
+    pub retries: u64,
+}
+
+/// The registers the hypervisor programs while the guest runs on the shadow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ShadowRegs {
+    /// TTBR0: the shadow first-level table (host PA, which must be below 4 GiB) plus the
+    /// guest's TTBR0 walk-attribute bits [6:0].
+    pub ttbr0: u32,
+    /// TTBCR: always 0 (N=0, PD0=PD1=0, short descriptors).
+    pub ttbcr: u32,
+    /// DACR: the guest's with manager → client and reserved → no access.
+    pub dacr: u32,
+    /// The SCTLR bits the engine decides: M, AFE, TRE, WXN, UWXN (others are the
+    /// hypervisor's choice).
+    pub sctlr: u32,
+    /// CONTEXTIDR: the guest's (its ASID tags the shadow's nG entries).
+    pub contextidr: u32,
+    /// PRRR: the guest's.
+    pub prrr: u32,
+    /// NMRR: the guest's.
+    pub nmrr: u32,
+}
+
+impl ShadowRegs {
+    /// The same registers as a [`Regime`], to walk the shadow with the guest walker.
+    pub fn regime(&self) -> Regime {
+        Regime {
+            ttbr0: self.ttbr0,
+            ttbr1: 0,
+            ttbcr: self.ttbcr,
+            dacr: self.dacr,
+            sctlr: self.sctlr,
+            contextidr: self.contextidr,
+            prrr: self.prrr,
+            nmrr: self.nmrr,
+        }
+    }
+}
+
+/// A guest TLB maintenance operation (trapped via HCR.TTLB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlbOp {
+    /// TLBIALL.
+    All,
+    /// TLBIMVA: one VA for one ASID (global entries too).
+    Mva {
+        /// Virtual address.
+        va: u32,
+        /// ASID.
+        asid: u8,
+    },
+    /// TLBIASID.
+    Asid(u8),
+    /// TLBIMVAA: one VA, all ASIDs.
+    Mvaa(u32),
+}
+
+/// Hardware TLB maintenance the hypervisor must perform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostTlbOp {
+    /// Nothing to invalidate.
+    None,
+    /// TLBIMVA for `va` and `asid`.
+    Mva {
+        /// Virtual address.
+        va: u32,
+        /// ASID.
+        asid: u8,
+    },
+    /// TLBIASID.
+    Asid(u8),
+    /// TLBIMVAA for each of `pages` consecutive 4 KiB pages from `va`.
+    Mvaa {
+        /// First virtual address.
+        va: u32,
+        /// Number of 4 KiB pages.
+        pages: u32,
+    },
+    /// TLBIALL.
+    All,
+}
+
+/// What an incremental update did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// Shadow descriptors whose value changed.
+    pub rewritten: u32,
+    /// TLB maintenance needed before the guest resumes.
+    pub flush: HostTlbOp,
+}
+
+/// How the hypervisor should handle a stage-1 abort taken on the shadow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// The guest's own tables fault: inject this fault (DFSR/IFSR from [`Fault::dfsr`] /
+    /// [`Fault::ifsr`]).
+    Guest(Fault),
+    /// The guest translation is valid but its output is not RAM: emulate the access.
+    Mmio {
+        /// Guest physical address of the access.
+        gpa: GuestPhysAddr,
+    },
+    /// A guest-permitted write to a write-protected translation-table page: emulate the
+    /// store into guest memory, then call [`ShadowEngine::sync_write`].
+    WriteProtect {
+        /// Guest physical address written.
+        gpa: GuestPhysAddr,
+    },
+    /// The shadow entry was stale or missing; it has been refilled: retry the access.
+    Retry,
+    /// The guest permits the access but the shadow cannot express it (an output above
+    /// 4 GiB outside an aligned supersection, manager+WXN execute, pool exhausted):
+    /// emulate the access or fall back.
+    Unrepresentable {
+        /// Guest physical address of the access.
+        gpa: GuestPhysAddr,
+    },
+}
+
+/// What the hypervisor must program after a regime change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegimeChange {
+    /// Registers for the active shadow.
+    pub regs: ShadowRegs,
+    /// TLB maintenance needed.
+    pub flush: HostTlbOp,
+}
+
+#[derive(Clone, Copy)]
+struct Ent {
+    /// Shadow L2 slot used by this L1 entry, or NONE.
+    shadow_l2: u32,
+    /// Guest L2 table (gpa, 1 KiB aligned) this entry was built from, or NONE.
+    guest_l2: u32,
+}
+
+struct Root {
+    key: RootKey,
+    l1: u32,
+    ents: Vec<Ent>,
+    last_used: u64,
+    /// Guest pages holding this root's L1 tables (write-protected on its behalf).
+    l1_pages: Vec<u32>,
+}
+
+#[derive(Default)]
+struct FlushAcc {
+    n: u32,
+    va: u32,
+    pages: u32,
+    all: bool,
+}
+
+impl FlushAcc {
+    fn page(&mut self, va: u32) {
+        if self.all {
+            return;
+        }
+        if self.n == 0 {
+            self.va = va;
+            self.pages = 1;
+        } else if self.pages < 16 && va == self.va.wrapping_add(self.pages * 0x1000) {
+            self.pages += 1;
+        } else if !(va >= self.va && va < self.va.wrapping_add(self.pages * 0x1000)) {
+            self.all = true;
+        }
+        self.n += 1;
+    }
+    fn everything(&mut self) {
+        self.all = true;
+        self.n += 1;
+    }
+    fn take(&mut self) -> SyncOutcome {
+        let out = SyncOutcome {
+            rewritten: self.n,
+            flush: if self.all {
+                HostTlbOp::All
+            } else if self.n == 0 {
+                HostTlbOp::None
+            } else {
+                HostTlbOp::Mvaa { va: self.va, pages: self.pages }
+            },
+        };
+        *self = FlushAcc::default();
+        out
+    }
+}
+
+/// Source of a section-like mapping (a guest section, a 1 MiB piece of a supersection, or
+/// the identity map).
+#[derive(Clone, Copy)]
+struct Region {
+    gpa: u64,
+    domain: u8,
+    ap: u8,
+    xn: bool,
+    pxn: bool,
+    attrs: RegionAttrs,
+    ng: bool,
+    ns: bool,
+}
+
+/// Memoises the last backing run so that consecutive pages cost one map lookup.
+struct RunCache {
+    start: u64,
+    end: u64,
+    hpa: u64,
+    ram: bool,
+}
+
+impl RunCache {
+    fn new() -> Self {
+        RunCache { start: 1, end: 0, hpa: 0, ram: false }
+    }
+    /// `(host address or None for a hole, bytes left in the run)` for a 4 KiB-aligned gpa.
+    #[inline]
+    fn get<H: GuestMap + ?Sized>(&mut self, map: &H, gpa: u64) -> (Option<u64>, u64) {
+        if !(gpa >= self.start && gpa < self.end) {
+            let (ram, hpa, len) = match map.backing(GuestPhysAddr::new(gpa)) {
+                Backing::Ram { hpa, len } => (true, hpa.raw(), len),
+                Backing::Hole { len } => (false, 0, len),
+            };
+            self.start = gpa;
+            self.end = gpa.saturating_add(len.max(0x1000) & !0xfff);
+            self.hpa = hpa;
+            self.ram = ram;
+        }
+        let left = self.end - gpa;
+        if self.ram {
+            (self.hpa.checked_add(gpa - self.start), left)
+        } else {
+            (None, left)
+        }
+    }
+}
+
+/// Guest memory with one word replaced (the store being synced).
+struct Overlay<'a, M: ?Sized> {
+    mem: &'a M,
+    gpa: u64,
+    value: u32,
+}
+
+impl<M: GuestMemory + ?Sized> GuestMemory for Overlay<'_, M> {
+    fn read_u32(&self, gpa: GuestPhysAddr) -> Result<u32, MemError> {
+        if gpa.raw() == self.gpa {
+            Ok(self.value)
+        } else {
+            self.mem.read_u32(gpa)
+        }
+    }
+}
+
+/// Shadow AP/XN/PXN for a guest mapping (see the module documentation).
+#[inline]
+fn perm_bits(regime: &Regime, ap: u8, xn: bool, pxn: bool, manager: bool, wp: bool, section: bool) -> (u8, bool, bool) {
+    let afe = regime.afe();
+    if manager {
+        let ap = if afe {
+            (if wp { 0b110 } else { 0b010 }) | (ap & 1)
+        } else if wp {
+            0b111
+        } else {
+            0b011
+        };
+        return (ap, false, false);
+    }
+    if !wp {
+        return (ap, xn, pxn);
+    }
+    let ro = if afe {
+        ap | 0b100
+    } else {
+        match ap & 7 {
+            1 => 5,
+            2 | 3 => 7,
+            a => a,
+        }
+    };
+    let wxn = regime.sctlr & sctlr::WXN != 0;
+    let uwxn = regime.sctlr & sctlr::UWXN != 0;
+    if !wxn && !uwxn {
+        return (ro, xn, pxn);
+    }
+    // WXN/UWXN no longer fire on the read-only entry: fold their effect into XN/PXN.
+    let ((r1, w1), (r0, w0)) = ap_permissions(ap, afe);
+    let x1 = r1 && !xn && !pxn && !(wxn && w1) && !(uwxn && w0);
+    let x0 = r0 && !xn && !(wxn && w0);
+    if section {
+        (ro, !(x0 || x1), !x1)
+    } else {
+        (ro, !(x1 && (x0 || !r0)), pxn)
+    }
+}
+
+#[inline]
+fn shadow_dacr(g: u32) -> u32 {
+    let mut d = 0;
+    for i in 0..16 {
+        let f = (g >> (2 * i)) & 3;
+        if f == 1 || f == 3 {
+            d |= 1 << (2 * i);
+        }
+    }
+    d
+}
+
+#[inline]
+fn manager_mask(dacr: u32) -> u16 {
+    let mut m = 0u16;
+    for i in 0..16 {
+        if (dacr >> (2 * i)) & 3 == 3 {
+            m |= 1 << i;
+        }
+    }
+    m
+}
+
+/// Reads the guest first-level descriptor that translates L1 index `idx`, or `None` when
+/// the walk faults before reaching it (PD0/PD1 or an external abort).
+#[inline]
+fn guest_l1_word<M: GuestMemory + ?Sized>(regime: &Regime, ttbr0_base: u32, mem: &M, idx: usize) -> Option<u32> {
+    let va = (idx as u32) << 20;
+    let base = if regime.ttbr_for(va) == 1 {
+        if regime.ttbcr & super::walk::ttbcr::PD1 != 0 {
+            return None;
+        }
+        regime.ttbr1 & 0xffff_c000
+    } else {
+        if regime.ttbcr & super::walk::ttbcr::PD0 != 0 {
+            return None;
+        }
+        ttbr0_base
+    };
+    mem.read_u32(GuestPhysAddr::new((base | ((idx as u32) << 2)) as u64)).ok()
+}
+
+/// The shadow translation engine: builds shadows for a guest regime, caches roots, keeps
+/// them in sync with guest descriptor writes and resolves shadow faults.
+pub struct ShadowEngine {
+    pool: Pool,
+    regime: Option<Regime>,
+    roots: Vec<Option<Root>>,
+    max_roots: usize,
+    active: Option<usize>,
+    /// Guest L2 table (gpa >> 10) → shadow L1 entries (root slot, L1 index) built from it.
+    rmap: BTreeMap<u32, Vec<(u16, u16)>>,
+    wp: WpSet,
+    pending: Vec<u32>,
+    stats: Stats,
+    tick: u64,
+    flush: FlushAcc,
+}
+
+impl ShadowEngine {
+    /// An engine drawing shadow tables from `pool` and caching at most `max_roots` roots
+    /// (at least 1). Nothing is built until [`ShadowEngine::set_regime`].
+    pub fn new(pool: Pool, max_roots: usize) -> Self {
+        ShadowEngine {
+            pool,
+            regime: None,
+            roots: Vec::new(),
+            max_roots: max_roots.max(1),
+            active: None,
+            rmap: BTreeMap::new(),
+            wp: WpSet::new(),
+            pending: Vec::new(),
+            stats: Stats::default(),
+            tick: 0,
+            flush: FlushAcc::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The shadow table pool (for walking shadows with [`ShadowView`]).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The current guest regime, if one was set.
+    pub fn regime(&self) -> Option<&Regime> {
+        self.regime.as_ref()
+    }
+
+    /// Number of cached roots.
+    pub fn cached_roots(&self) -> usize {
+        self.roots.iter().filter(|r| r.is_some()).count()
+    }
+
+    /// Number of write-protected guest pages.
+    pub fn protected_pages(&self) -> usize {
+        self.wp.len()
+    }
+
+    /// True if the guest page holding `gpa` is write-protected in the shadows.
+    pub fn is_protected(&self, gpa: GuestPhysAddr) -> bool {
+        self.wp.contains(gpa.raw())
+    }
+
+    /// The registers for the active shadow, or `None` before the first `set_regime`.
+    pub fn shadow_regs(&self) -> Option<ShadowRegs> {
+        let regime = self.regime?;
+        let root = self.roots.get(self.active?)?.as_ref()?;
+        let l1 = self.pool.l1_pa(root.l1) as u32;
+        Some(if regime.mmu_on() {
+            ShadowRegs {
+                ttbr0: l1 | (regime.ttbr0 & 0x7f),
+                ttbcr: 0,
+                dacr: shadow_dacr(regime.dacr),
+                sctlr: regime.sctlr & (sctlr::M | sctlr::AFE | sctlr::TRE | sctlr::WXN | sctlr::UWXN),
+                contextidr: regime.contextidr,
+                prrr: regime.prrr,
+                nmrr: regime.nmrr,
+            }
+        } else {
+            ShadowRegs { ttbr0: l1, ttbcr: 0, dacr: 1, sctlr: sctlr::M, contextidr: regime.contextidr, prrr: 0, nmrr: 0 }
+        })
+    }
+
+    /// Walks the active shadow for `va` as the hardware would (with [`ShadowRegs`]).
+    pub fn shadow_translate(&self, va: VirtAddr, access: Access) -> Option<Result<Translation, Fault>> {
+        let regs = self.shadow_regs()?;
+        Some(translate(&regs.regime(), &ShadowView(&self.pool), va, access))
+    }
+
+    /// Installs a new guest regime (any of TTBR0, TTBR1, TTBCR, DACR, SCTLR, CONTEXTIDR,
+    /// PRRR, NMRR changed) and activates the shadow root for it, building it on a cache miss.
+    ///
+    /// Costs: TTBR0/ASID switch = cache lookup (build on miss); DACR no-access↔client = none;
+    /// DACR client↔manager = refill of that domain's entries; TTBCR, TTBR1 base, SCTLR.M,
+    /// AFE, WXN, UWXN = drop every root. TRE, PRRR, NMRR only change the registers.
+    /// Errors: long descriptors; pool exhausted (the root is left partly faulting, which
+    /// [`ShadowEngine::resolve_fault`] reports as `Unrepresentable`).
+    pub fn set_regime<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        new: Regime,
+        mem: &M,
+        map: &H,
+    ) -> Result<RegimeChange, ShadowError> {
+        if !new.is_short_descriptor() {
+            return Err(ShadowError::LongDescriptorUnsupported);
+        }
+        match self.regime {
+            None => {
+                self.regime = Some(new);
+                self.drop_all_roots();
+            }
+            Some(old) => {
+                let bits = sctlr::M | sctlr::AFE | sctlr::WXN | sctlr::UWXN;
+                let structural = (old.sctlr ^ new.sctlr) & bits != 0
+                    || old.ttbcr != new.ttbcr
+                    || (new.n() != 0 && (old.ttbr1 ^ new.ttbr1) & 0xffff_c000 != 0);
+                self.regime = Some(new);
+                if structural {
+                    self.drop_all_roots();
+                } else if new.mmu_on() {
+                    let toggled = manager_mask(old.dacr) ^ manager_mask(new.dacr);
+                    if toggled != 0 {
+                        self.refill_domains(toggled, mem, map)?;
+                    }
+                }
+            }
+        }
+        let res = self.activate(mem, map);
+        self.drain_pending(mem, map);
+        res?;
+        let regs = self.shadow_regs().ok_or(ShadowError::NoRegime)?;
+        Ok(RegimeChange { regs, flush: self.flush.take().flush })
+    }
+
+    /// Brings the shadows up to date after the guest stored `value` at `gpa` (a 4-byte aligned
+    /// word; low address bits are ignored). The caller may store the value into guest memory
+    /// before or after this call: the engine reads `value` for that word.
+    ///
+    /// Words that are not in any shadowed guest table cost a range check and one map lookup.
+    pub fn sync_write<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        gpa: GuestPhysAddr,
+        value: u32,
+        mem: &M,
+        map: &H,
+    ) -> Result<SyncOutcome, ShadowError> {
+        let regime = self.regime.ok_or(ShadowError::NoRegime)?;
+        self.stats.syncs += 1;
+        if !regime.mmu_on() {
+            return Ok(self.flush.take());
+        }
+        let gpa = gpa.raw() & !3;
+        let ov = Overlay { mem, gpa, value };
+        let mut res = Ok(());
+        // First-level tables.
+        let (_, len0) = regime.ttbr0_table();
+        let t1 = regime.ttbr1_table();
+        for r in 0..self.roots.len() {
+            let Some(root) = &self.roots[r] else { continue };
+            let b0 = root.key.ttbr0_base as u64;
+            if gpa >= b0 && gpa < b0 + len0 as u64 {
+                let idx = ((gpa - b0) / 4) as usize;
+                res = res.and(self.l1_write(r, idx, &ov, map));
+            }
+            if let Some((b1, len1)) = t1 {
+                let b1 = b1 as u64;
+                if gpa >= b1 && gpa < b1 + len1 as u64 {
+                    let idx = ((gpa - b1) / 4) as usize;
+                    if regime.ttbr_for((idx as u32) << 20) == 1 {
+                        res = res.and(self.l1_write(r, idx, &ov, map));
+                    }
+                }
+            }
+        }
+        // Second-level tables.
+        if gpa < FOUR_GIB {
+            let key = (gpa >> 10) as u32;
+            let j = ((gpa >> 2) & 0xff) as usize;
+            let mut i = 0;
+            while let Some(&(r, idx)) = self.rmap.get(&key).and_then(|v| v.get(i)) {
+                res = res.and(self.fill_l2_entry(r as usize, idx as usize, j, &ov, map));
+                i += 1;
+            }
+        }
+        self.drain_pending(&ov, map);
+        res?;
+        Ok(self.flush.take())
+    }
+
+    /// Mirrors a guest TLB maintenance operation. Shadows are synced on every descriptor
+    /// write, so only the hardware TLB needs the same invalidation (shadow entries carry the
+    /// guest's ASIDs and nG bits).
+    pub fn tlb_op(&mut self, op: TlbOp) -> HostTlbOp {
+        self.stats.tlb_ops += 1;
+        match op {
+            TlbOp::All => HostTlbOp::All,
+            TlbOp::Mva { va, asid } => HostTlbOp::Mva { va, asid },
+            TlbOp::Asid(a) => HostTlbOp::Asid(a),
+            TlbOp::Mvaa(va) => HostTlbOp::Mvaa { va, pages: 1 },
+        }
+    }
+
+    /// Says how to handle a stage-1 abort taken on the shadow at `va` for `access`, without
+    /// changing anything (see [`ShadowEngine::resolve_fault`]).
+    pub fn classify<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &self,
+        va: VirtAddr,
+        access: Access,
+        mem: &M,
+        map: &H,
+    ) -> Resolution {
+        let Some(regime) = self.regime else {
+            return Resolution::Unrepresentable { gpa: GuestPhysAddr::new(va.raw() & 0xffff_ffff) };
+        };
+        match translate(&regime, mem, va, access) {
+            Err(f) => Resolution::Guest(f),
+            Ok(t) => {
+                let gpa = GuestPhysAddr::new(t.pa);
+                match map.backing(gpa.align_down(0x1000)) {
+                    Backing::Hole { .. } => Resolution::Mmio { gpa },
+                    Backing::Ram { .. } if access.kind == AccessKind::Write && self.wp.contains(t.pa) => {
+                        Resolution::WriteProtect { gpa }
+                    }
+                    Backing::Ram { .. } => Resolution::Retry,
+                }
+            }
+        }
+    }
+
+    /// Resolves a stage-1 abort taken on the shadow: re-walks the guest tables and decides
+    /// between injecting the guest's fault, MMIO emulation, write-protect emulation, or a
+    /// refill of the shadow entry followed by a retry (`Unrepresentable` if the refilled
+    /// shadow still faults).
+    pub fn resolve_fault<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        va: VirtAddr,
+        access: Access,
+        mem: &M,
+        map: &H,
+    ) -> Resolution {
+        self.stats.walks += 1;
+        let res = self.classify(va, access, mem, map);
+        match res {
+            Resolution::Guest(_) => self.stats.guest_faults += 1,
+            Resolution::Mmio { .. } => self.stats.mmio_faults += 1,
+            Resolution::WriteProtect { .. } => self.stats.wp_faults += 1,
+            Resolution::Retry => {
+                self.stats.retries += 1;
+                let gpa = match translate(self.regime.as_ref().unwrap_or(&Regime::default()), mem, va, access) {
+                    Ok(t) => GuestPhysAddr::new(t.pa),
+                    Err(_) => GuestPhysAddr::new(0),
+                };
+                if let Some(r) = self.active {
+                    let idx = ((va.raw() as u32) >> 20) as usize;
+                    let _ = self.fill_group_or_entry(r, idx, mem, map);
+                    self.drain_pending(mem, map);
+                }
+                return match self.shadow_translate(va, access) {
+                    Some(Ok(_)) => Resolution::Retry,
+                    _ => Resolution::Unrepresentable { gpa },
+                };
+            }
+            Resolution::Unrepresentable { .. } => {}
+        }
+        res
+    }
+
+    /// Host TLB operations accumulated by regime changes not yet reported (normally empty).
+    pub fn take_flush(&mut self) -> HostTlbOp {
+        self.flush.take().flush
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Root cache.
+
+    fn key_for(regime: &Regime) -> RootKey {
+        if regime.mmu_on() {
+            RootKey { ttbr0_base: regime.ttbr0_table().0, asid: regime.asid() }
+        } else {
+            RootKey { ttbr0_base: u32::MAX, asid: 0 }
+        }
+    }
+
+    fn activate<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(&mut self, mem: &M, map: &H) -> Result<(), ShadowError> {
+        let regime = self.regime.ok_or(ShadowError::NoRegime)?;
+        let key = Self::key_for(&regime);
+        self.tick += 1;
+        if let Some(r) = self.roots.iter().position(|x| x.as_ref().is_some_and(|x| x.key == key)) {
+            self.stats.cache_hits += 1;
+            if let Some(root) = self.roots[r].as_mut() {
+                root.last_used = self.tick;
+            }
+            self.active = Some(r);
+            return Ok(());
+        }
+        self.stats.cache_misses += 1;
+        self.active = None;
+        let r = match self.roots.iter().position(|x| x.is_none()) {
+            Some(r) => r,
+            None if self.roots.len() < self.max_roots => {
+                self.roots.push(None);
+                self.roots.len() - 1
+            }
+            None => {
+                let victim = self.lru_victim(usize::MAX).ok_or(ShadowError::PoolExhausted)?;
+                self.evict(victim);
+                victim
+            }
+        };
+        let l1 = loop {
+            match self.pool.alloc_l1() {
+                Some(b) => break b,
+                None => {
+                    let v = self.lru_victim(r).ok_or(ShadowError::PoolExhausted)?;
+                    self.evict(v);
+                }
+            }
+        };
+        let mut l1_pages = Vec::new();
+        if regime.mmu_on() {
+            let (b0, len0) = regime.ttbr0_table();
+            let mut tables = [(b0, len0), (0, 0)];
+            if let Some(t1) = regime.ttbr1_table() {
+                tables[1] = t1;
+            }
+            for (b, len) in tables {
+                let mut p = b >> 12;
+                while len != 0 && p <= (b as u64 + len as u64 - 1) as u32 >> 12 {
+                    l1_pages.push(p);
+                    p += 1;
+                }
+            }
+            for &p in &l1_pages {
+                if self.wp.inc(p) {
+                    self.pending.push(p);
+                }
+            }
+        }
+        self.roots[r] = Some(Root {
+            key,
+            l1,
+            ents: alloc::vec![Ent { shadow_l2: NONE, guest_l2: NONE }; 4096],
+            last_used: self.tick,
+            l1_pages,
+        });
+        self.active = Some(r);
+        let mut res = Ok(());
+        for idx in 0..4096 {
+            res = res.and(self.fill_l1(r, idx, mem, map));
+        }
+        res
+    }
+
+    fn lru_victim(&self, keep: usize) -> Option<usize> {
+        self.roots
+            .iter()
+            .enumerate()
+            .filter(|(i, x)| x.is_some() && *i != keep && Some(*i) != self.active)
+            .min_by_key(|(_, x)| x.as_ref().map_or(0, |x| x.last_used))
+            .map(|(i, _)| i)
+    }
+
+    fn evict(&mut self, r: usize) {
+        let Some(root) = self.roots[r].take() else { return };
+        self.stats.evictions += 1;
+        for (idx, e) in root.ents.iter().enumerate() {
+            if e.guest_l2 != NONE {
+                self.rmap_remove(e.guest_l2, r, idx);
+                if self.wp.dec(e.guest_l2 >> 12) {
+                    self.pending.push(e.guest_l2 >> 12);
+                }
+            }
+            if e.shadow_l2 != NONE {
+                self.pool.free_l2(e.shadow_l2);
+            }
+        }
+        for &p in &root.l1_pages {
+            if self.wp.dec(p) {
+                self.pending.push(p);
+            }
+        }
+        self.pool.free_l1(root.l1);
+        if self.active == Some(r) {
+            self.active = None;
+        }
+        self.flush.everything();
+    }
+
+    fn drop_all_roots(&mut self) {
+        for r in 0..self.roots.len() {
+            if self.roots[r].is_some() {
+                self.evict(r);
+            }
+        }
+        self.rmap.clear();
+        self.wp.clear();
+        self.pending.clear();
+        self.active = None;
+    }
+
+    fn rmap_remove(&mut self, guest_l2: u32, r: usize, idx: usize) {
+        let key = guest_l2 >> 10;
+        if let Some(v) = self.rmap.get_mut(&key) {
+            if let Some(p) = v.iter().position(|&(a, b)| a as usize == r && b as usize == idx) {
+                v.swap_remove(p);
+            }
+            if v.is_empty() {
+                self.rmap.remove(&key);
+            }
+        }
+    }
+
+    fn alloc_l2(&mut self, keep: usize) -> Result<u32, ShadowError> {
+        loop {
+            if let Some(s) = self.pool.alloc_l2() {
+                return Ok(s);
+            }
+            let v = self.lru_victim(keep).ok_or(ShadowError::PoolExhausted)?;
+            self.evict(v);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Filling shadow entries.
+
+    fn set_l1(&mut self, r: usize, idx: usize, w: u32) {
+        let Some(root) = &self.roots[r] else { return };
+        let l1 = root.l1;
+        let old = self.pool.l1_word(l1, idx);
+        if old != w {
+            if old & 3 == 1 || w & 3 == 1 {
+                self.flush.everything();
+            } else {
+                self.flush.page((idx as u32) << 20);
+            }
+            self.pool.set_l1_word(l1, idx, w);
+        }
+    }
+
+    /// Refills L1 entry `idx`, or its whole 16-entry group when a supersection is involved.
+    fn fill_group_or_entry<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        r: usize,
+        idx: usize,
+        mem: &M,
+        map: &H,
+    ) -> Result<(), ShadowError> {
+        let Some(root) = &self.roots[r] else { return Ok(()) };
+        let regime = self.regime.ok_or(ShadowError::NoRegime)?;
+        let old_ss = matches!(L1Desc::decode(self.pool.l1_word(root.l1, idx)), L1Desc::Supersection(_));
+        let new_ss = regime.mmu_on()
+            && matches!(
+                guest_l1_word(&regime, root.key.ttbr0_base, mem, idx).map(L1Desc::decode),
+                Some(L1Desc::Supersection(_))
+            );
+        if old_ss || new_ss {
+            let g = idx & !15;
+            let mut res = Ok(());
+            for i in g..g + 16 {
+                res = res.and(self.fill_l1(r, i, mem, map));
+            }
+            res
+        } else {
+            self.fill_l1(r, idx, mem, map)
+        }
+    }
+
+    fn l1_write<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        r: usize,
+        idx: usize,
+        mem: &M,
+        map: &H,
+    ) -> Result<(), ShadowError> {
+        self.fill_group_or_entry(r, idx, mem, map)
+    }
+
+    /// Recomputes shadow L1 entry `idx` of root `r` from the guest tables.
+    fn fill_l1<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        r: usize,
+        idx: usize,
+        mem: &M,
+        map: &H,
+    ) -> Result<(), ShadowError> {
+        let regime = self.regime.ok_or(ShadowError::NoRegime)?;
+        let Some(root) = &self.roots[r] else { return Ok(()) };
+        let ttbr0_base = root.key.ttbr0_base;
+        let old = root.ents[idx];
+        self.stats.fills += 1;
+        let guest = if regime.mmu_on() { guest_l1_word(&regime, ttbr0_base, mem, idx).map(L1Desc::decode) } else { None };
+        // Reverse map and write protection follow the guest L2 table reference.
+        let new_guest_l2 = match guest {
+            Some(L1Desc::PageTable(t)) => t.base,
+            _ => NONE,
+        };
+        if new_guest_l2 != old.guest_l2 {
+            if old.guest_l2 != NONE {
+                self.rmap_remove(old.guest_l2, r, idx);
+                if self.wp.dec(old.guest_l2 >> 12) {
+                    self.pending.push(old.guest_l2 >> 12);
+                }
+            }
+            if new_guest_l2 != NONE {
+                self.rmap.entry(new_guest_l2 >> 10).or_default().push((r as u16, idx as u16));
+                if self.wp.inc(new_guest_l2 >> 12) {
+                    self.pending.push(new_guest_l2 >> 12);
+                }
+            }
+            if let Some(root) = self.roots[r].as_mut() {
+                root.ents[idx].guest_l2 = new_guest_l2;
+            }
+        }
+        let mut slot = old.shadow_l2;
+        let result = if !regime.mmu_on() {
+            let region = Region {
+                gpa: (idx as u64) << 20,
+                domain: 0,
+                ap: 0b011,
+                xn: false,
+                pxn: false,
+                attrs: RegionAttrs { tex: 1, c: false, b: false, s: false },
+                ng: false,
+                ns: false,
+            };
+            self.region_entry(r, idx, &regime, &region, false, &mut slot, map)
+        } else {
+            match guest {
+                None | Some(L1Desc::Fault(_)) => Ok(0),
+                Some(L1Desc::Section(s)) => {
+                    let region = Region {
+                        gpa: s.base as u64,
+                        domain: s.domain,
+                        ap: s.ap,
+                        xn: s.xn,
+                        pxn: s.pxn,
+                        attrs: s.attrs,
+                        ng: s.ng,
+                        ns: s.ns,
+                    };
+                    let manager = regime.domain_access(s.domain) == DomainAccess::Manager;
+                    self.region_entry(r, idx, &regime, &region, manager, &mut slot, map)
+                }
+                Some(L1Desc::Supersection(ss)) => {
+                    let manager = regime.domain_access(0) == DomainAccess::Manager;
+                    match self.supersection_word(&regime, ttbr0_base, idx, &ss, manager, mem, map) {
+                        Some(w) => Ok(w),
+                        None => {
+                            let region = Region {
+                                gpa: ss.base + (((idx & 15) as u64) << 20),
+                                domain: 0,
+                                ap: ss.ap,
+                                xn: ss.xn,
+                                pxn: ss.pxn,
+                                attrs: ss.attrs,
+                                ng: ss.ng,
+                                ns: ss.ns,
+                            };
+                            self.region_entry(r, idx, &regime, &region, manager, &mut slot, map)
+                        }
+                    }
+                }
+                Some(L1Desc::PageTable(t)) => self.table_entry(r, idx, &regime, &t, &mut slot, mem, map),
+            }
+        };
+        let w = match result {
+            Ok(w) => w,
+            Err(e) => {
+                self.set_l1(r, idx, 0);
+                if slot != NONE {
+                    self.pool.free_l2(slot);
+                }
+                if let Some(root) = self.roots[r].as_mut() {
+                    root.ents[idx].shadow_l2 = NONE;
+                }
+                return Err(e);
+            }
+        };
+        if w & 3 != 1 && slot != NONE {
+            // The entry no longer needs a second-level table.
+            self.set_l1(r, idx, w);
+            self.pool.free_l2(slot);
+            slot = NONE;
+        } else {
+            self.set_l1(r, idx, w);
+        }
+        if let Some(root) = self.roots[r].as_mut() {
+            root.ents[idx].shadow_l2 = slot;
+        }
+        Ok(())
+    }
+
+    /// A shadow supersection word if the whole 16-entry group is the same supersection and
+    /// its 16 MiB output is backed contiguously, aligned and unprotected.
+    #[allow(clippy::too_many_arguments)]
+    fn supersection_word<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &self,
+        regime: &Regime,
+        ttbr0_base: u32,
+        idx: usize,
+        ss: &SupersectionDesc,
+        manager: bool,
+        mem: &M,
+        map: &H,
+    ) -> Option<u32> {
+        let g = idx & !15;
+        let w0 = guest_l1_word(regime, ttbr0_base, mem, idx)?;
+        for i in g..g + 16 {
+            if guest_l1_word(regime, ttbr0_base, mem, i)? != w0 {
+                return None;
+            }
+        }
+        let Backing::Ram { hpa, len } = map.backing(GuestPhysAddr::new(ss.base)) else { return None };
+        let hpa = hpa.raw();
+        if len < 16 * MIB || hpa & (16 * MIB - 1) != 0 || hpa >= 1 << 40 || self.wp.any_in(ss.base, 16 * MIB) {
+            return None;
+        }
+        let (ap, xn, pxn) = perm_bits(regime, ss.ap, ss.xn, ss.pxn, manager, false, true);
+        Some(L1Desc::Supersection(SupersectionDesc { base: hpa, pxn, xn, imp: false, ap, attrs: ss.attrs, ng: ss.ng, ns: ss.ns }).encode())
+    }
+
+    /// Shadow L1 word for a 1 MiB section-like region: a section if possible, else a shadow
+    /// L2 table (in `*slot`, reused or allocated) of large/small pages, or a fault when the
+    /// whole region is a hole.
+    #[allow(clippy::too_many_arguments)]
+    fn region_entry<H: GuestMap + ?Sized>(
+        &mut self,
+        r: usize,
+        idx: usize,
+        regime: &Regime,
+        reg: &Region,
+        manager: bool,
+        slot: &mut u32,
+        map: &H,
+    ) -> Result<u32, ShadowError> {
+        let mut cache = RunCache::new();
+        let (hpa, left) = cache.get(map, reg.gpa);
+        match hpa {
+            Some(h) if left >= MIB && h & (MIB - 1) == 0 && h + MIB <= FOUR_GIB && !self.wp.any_in(reg.gpa, MIB) => {
+                let (ap, xn, pxn) = perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, false, true);
+                return Ok(L1Desc::Section(SectionDesc {
+                    base: h as u32,
+                    pxn,
+                    xn,
+                    domain: reg.domain,
+                    imp: false,
+                    ap,
+                    attrs: reg.attrs,
+                    ng: reg.ng,
+                    ns: reg.ns,
+                })
+                .encode());
+            }
+            None if left >= MIB => return Ok(0),
+            _ => {}
+        }
+        if *slot == NONE {
+            *slot = self.alloc_l2(r)?;
+        }
+        self.stats.l2_builds += 1;
+        let mut buf = [0u32; 256];
+        let mut k = 0;
+        while k < 256 {
+            let g = reg.gpa + ((k as u64) << 12);
+            let (hpa, left) = cache.get(map, g);
+            if let Some(h) = hpa {
+                if k % 16 == 0 && left >= 0x1_0000 && h & 0xffff == 0 && h + 0x1_0000 <= FOUR_GIB && !self.wp.any_in(g, 0x1_0000) {
+                    let (ap, xn, _) = perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, false, false);
+                    let w = L2Desc::Large(LargePageDesc { base: h as u32, xn, ap, attrs: reg.attrs, ng: reg.ng, sbz: 0 }).encode();
+                    buf[k..k + 16].fill(w);
+                    k += 16;
+                    continue;
+                }
+                if h + 0x1000 <= FOUR_GIB {
+                    let wp = self.wp.contains(g);
+                    let (ap, xn, _) = perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, wp, false);
+                    buf[k] = L2Desc::Small(SmallPageDesc { base: h as u32, xn, ap, attrs: reg.attrs, ng: reg.ng }).encode();
+                }
+            }
+            k += 1;
+        }
+        self.write_l2(r, idx, *slot, &buf);
+        let pxn = reg.pxn && !manager;
+        Ok(L1Desc::PageTable(PageTableDesc { base: self.pool.l2_pa(*slot) as u32, pxn, ns: reg.ns, sbz: false, domain: reg.domain, imp: false }).encode())
+    }
+
+    fn write_l2(&mut self, r: usize, idx: usize, slot: u32, buf: &[u32; 256]) {
+        let _ = r;
+        for (j, &w) in buf.iter().enumerate() {
+            let old = self.pool.l2_word(slot, j);
+            if old != w {
+                self.flush.page(((idx as u32) << 20) | ((j as u32) << 12));
+                self.pool.set_l2_word(slot, j, w);
+            }
+        }
+    }
+
+    /// Shadow L2 word for guest L2 entry `j` whose 16-entry group is `group` (words
+    /// `j & !15 ..`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn l2_word<H: GuestMap + ?Sized>(
+        &self,
+        regime: &Regime,
+        manager: bool,
+        j: usize,
+        w: u32,
+        group: &[u32; 16],
+        cache: &mut RunCache,
+        map: &H,
+    ) -> u32 {
+        let (gpa, ap, xn, attrs, ng, large) = match L2Desc::decode(w) {
+            L2Desc::Fault(_) => return 0,
+            L2Desc::Small(s) => (s.base as u64, s.ap, s.xn, s.attrs, s.ng, None),
+            L2Desc::Large(l) => (l.base as u64 + (((j & 15) as u64) << 12), l.ap, l.xn, l.attrs, l.ng, Some(l)),
+        };
+        if let Some(l) = large {
+            if group.iter().all(|&x| x == w) {
+                let (hpa, left) = cache.get(map, l.base as u64);
+                if let Some(h) = hpa {
+                    if left >= 0x1_0000 && h & 0xffff == 0 && h + 0x1_0000 <= FOUR_GIB && !self.wp.any_in(l.base as u64, 0x1_0000) {
+                        let (ap, xn, _) = perm_bits(regime, ap, xn, false, manager, false, false);
+                        return L2Desc::Large(LargePageDesc { base: h as u32, xn, ap, attrs, ng, sbz: 0 }).encode();
+                    }
+                }
+            }
+        }
+        let (hpa, _) = cache.get(map, gpa);
+        match hpa {
+            Some(h) if h + 0x1000 <= FOUR_GIB => {
+                let wp = self.wp.contains(gpa);
+                let (ap, xn, _) = perm_bits(regime, ap, xn, false, manager, wp, false);
+                L2Desc::Small(SmallPageDesc { base: h as u32, xn, ap, attrs, ng }).encode()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Shadow L1 word for a guest page-table descriptor: builds the whole shadow L2 table.
+    #[allow(clippy::too_many_arguments)]
+    fn table_entry<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        r: usize,
+        idx: usize,
+        regime: &Regime,
+        t: &PageTableDesc,
+        slot: &mut u32,
+        mem: &M,
+        map: &H,
+    ) -> Result<u32, ShadowError> {
+        if *slot == NONE {
+            *slot = self.alloc_l2(r)?;
+        }
+        self.stats.l2_builds += 1;
+        let manager = regime.domain_access(t.domain) == DomainAccess::Manager;
+        let mut guest = [0u32; 256];
+        for (j, g) in guest.iter_mut().enumerate() {
+            // A word that cannot be read stays a shadow fault; the guest walk reports the
+            // external abort when the fault is resolved.
+            *g = mem.read_u32(GuestPhysAddr::new((t.base | ((j as u32) << 2)) as u64)).unwrap_or(0);
+        }
+        let mut buf = [0u32; 256];
+        let mut cache = RunCache::new();
+        for j in 0..256 {
+            let g0 = j & !15;
+            let mut group = [0u32; 16];
+            group.copy_from_slice(&guest[g0..g0 + 16]);
+            buf[j] = self.l2_word(regime, manager, j, guest[j], &group, &mut cache, map);
+        }
+        self.write_l2(r, idx, *slot, &buf);
+        Ok(L1Desc::PageTable(PageTableDesc {
+            base: self.pool.l2_pa(*slot) as u32,
+            pxn: t.pxn && !manager,
+            ns: t.ns,
+            sbz: false,
+            domain: t.domain,
+            imp: false,
+        })
+        .encode())
+    }
+
+    /// Recomputes shadow L2 entry `j` (or its 16-entry group for large pages) of the table
+    /// built from a guest L2 table for L1 entry `idx` of root `r`.
+    fn fill_l2_entry<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        r: usize,
+        idx: usize,
+        j: usize,
+        mem: &M,
+        map: &H,
+    ) -> Result<(), ShadowError> {
+        let regime = self.regime.ok_or(ShadowError::NoRegime)?;
+        let Some(root) = &self.roots[r] else { return Ok(()) };
+        let ent = root.ents[idx];
+        let t = match guest_l1_word(&regime, root.key.ttbr0_base, mem, idx).map(L1Desc::decode) {
+            Some(L1Desc::PageTable(t)) if t.base == ent.guest_l2 && ent.shadow_l2 != NONE => t,
+            _ => return self.fill_l1(r, idx, mem, map),
+        };
+        let slot = ent.shadow_l2;
+        let manager = regime.domain_access(t.domain) == DomainAccess::Manager;
+        let rd = |k: usize| mem.read_u32(GuestPhysAddr::new((t.base | ((k as u32) << 2)) as u64)).unwrap_or(0);
+        let w = rd(j);
+        let g0 = j & !15;
+        let old_large = self.pool.l2_word(slot, j) & 3 == 1;
+        let new_large = w & 3 == 1;
+        let mut cache = RunCache::new();
+        let mut group = [0u32; 16];
+        if old_large || new_large {
+            for (k, g) in group.iter_mut().enumerate() {
+                *g = rd(g0 + k);
+            }
+            for k in 0..16 {
+                let nw = self.l2_word(&regime, manager, g0 + k, group[k], &group, &mut cache, map);
+                self.set_l2(idx, slot, g0 + k, nw);
+            }
+        } else {
+            let nw = self.l2_word(&regime, manager, j, w, &group, &mut cache, map);
+            self.set_l2(idx, slot, j, nw);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn set_l2(&mut self, idx: usize, slot: u32, j: usize, w: u32) {
+        if self.pool.l2_word(slot, j) != w {
+            self.flush.page(((idx as u32) << 20) | ((j as u32) << 12));
+            self.pool.set_l2_word(slot, j, w);
+        }
+    }
+
+    /// Refills every entry in a domain whose manager status changed.
+    fn refill_domains<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        domains: u16,
+        mem: &M,
+        map: &H,
+    ) -> Result<(), ShadowError> {
+        let mut res = Ok(());
+        for r in 0..self.roots.len() {
+            let Some(root) = &self.roots[r] else { continue };
+            let l1 = root.l1;
+            for idx in 0..4096 {
+                let d = match L1Desc::decode(self.pool.l1_word(l1, idx)) {
+                    L1Desc::Fault(_) => continue,
+                    L1Desc::Section(s) => s.domain,
+                    L1Desc::PageTable(t) => t.domain,
+                    L1Desc::Supersection(_) => 0,
+                };
+                if domains >> d & 1 != 0 {
+                    res = res.and(self.fill_l1(r, idx, mem, map));
+                }
+            }
+        }
+        res
+    }
+
+    /// Re-derives every shadow entry that maps a guest page whose write protection changed.
+    fn drain_pending<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(&mut self, mem: &M, map: &H) {
+        let mut guard = 0;
+        while let Some(page) = self.pending.pop() {
+            guard += 1;
+            if guard > 1 << 16 {
+                self.pending.clear();
+                break;
+            }
+            if self.pending.contains(&page) {
+                continue;
+            }
+            self.rescan(page, mem, map);
+        }
+    }
+
+    fn rescan<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(&mut self, page: u32, mem: &M, map: &H) {
+        self.stats.rescans += 1;
+        let gpa = (page as u64) << 12;
+        let Backing::Ram { hpa, .. } = map.backing(GuestPhysAddr::new(gpa)) else { return };
+        let hpa = hpa.raw();
+        // (root, L1 index, Some(L2 index) for guest-L2-backed entries).
+        let mut work: Vec<(usize, usize, Option<usize>)> = Vec::new();
+        for (r, root) in self.roots.iter().enumerate() {
+            let Some(root) = root else { continue };
+            for idx in 0..4096 {
+                match L1Desc::decode(self.pool.l1_word(root.l1, idx)) {
+                    L1Desc::Fault(_) => {}
+                    L1Desc::Section(s) => {
+                        if hpa >> 20 == (s.base >> 20) as u64 {
+                            work.push((r, idx, None));
+                        }
+                    }
+                    L1Desc::Supersection(s) => {
+                        if hpa >> 24 == s.base >> 24 {
+                            work.push((r, idx, None));
+                        }
+                    }
+                    L1Desc::PageTable(_) => {
+                        let slot = root.ents[idx].shadow_l2;
+                        if slot == NONE {
+                            continue;
+                        }
+                        let from_guest_l2 = root.ents[idx].guest_l2 != NONE;
+                        for j in 0..256 {
+                            let hit = match L2Desc::decode(self.pool.l2_word(slot, j)) {
+                                L2Desc::Fault(_) => false,
+                                L2Desc::Small(s) => hpa >> 12 == (s.base >> 12) as u64,
+                                L2Desc::Large(l) => hpa >> 16 == (l.base >> 16) as u64,
+                            };
+                            if hit {
+                                work.push((r, idx, from_guest_l2.then_some(j)));
+                                if !from_guest_l2 {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (r, idx, j) in work {
+            let _ = match j {
+                Some(j) => self.fill_l2_entry(r, idx, j, mem, map),
+                None => self.fill_group_or_entry(r, idx, mem, map),
+            };
+        }
+    }
+}

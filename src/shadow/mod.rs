@@ -1,0 +1,105 @@
+//! Shadow page tables for ARMv7 short-descriptor guests: descriptor model, guest walker, shadow builder, sync and cache.
+//!
+//! In shadow mode the hypervisor composes the guest's stage-1 tables (VA → guest PA) with its
+//! own map (guest PA → host PA) into shadow tables (VA → host PA) that the MMU walks directly.
+//! This module is the pure engine: [`desc`] models descriptors, [`walk`] is an
+//! architecturally faithful walker (also used on the shadow itself, through [`ShadowView`]),
+//! and [`ShadowEngine`] builds, caches and keeps shadows in sync.
+//!
+//! # Shadow regime and the domain/permission design
+//!
+//! The hardware walks a shadow with the registers in [`ShadowRegs`]:
+//! - TTBCR = 0 (N=0, PD0=PD1=0): one 16 KiB first-level table covers both the guest's TTBR0
+//!   and TTBR1 halves, so a guest TTBR switch is a shadow root switch.
+//! - Shadow entries keep the guest's domain numbers. The shadow DACR maps the guest's DACR
+//!   field by field: no access → no access, client → client, reserved → no access (the
+//!   walker treats reserved as no access), and **manager → client**. Entries in a guest
+//!   manager domain are written with full access (AP=0b011, or AP[2:1]=0b01 keeping the guest's
+//!   AP[0] under AFE) and XN=PXN=0, which the hardware enforces exactly like a manager domain.
+//!   So a DACR write that only moves domains between no access and client costs nothing
+//!   but a new shadow DACR value; only client↔manager changes rewrite the entries of that
+//!   domain.
+//! - SCTLR.AFE, TRE, WXN and UWXN, PRRR, NMRR and CONTEXTIDR are the guest's, and
+//!   TEX/C/B/S, nG and NS are copied from the guest descriptors, so memory attributes,
+//!   access-flag faults, ASID tagging and execute-never resolve identically. (Exception,
+//!   documented: with WXN/UWXN set, a guest manager-domain page that is writable is
+//!   not executable in the shadow; the engine never grants more than the guest.)
+//! - Guest translation-table pages are mapped read-only in the shadow (AP[2] set; XN/PXN
+//!   adjusted so WXN cannot make them executable). A reverse map from guest L2 tables to the
+//!   shadow entries built from them, plus each root's guest L1 table range, drives
+//!   incremental sync.
+//! - Guest RAM holes (emulated MMIO) are left faulting. Sections/supersections/large pages
+//!   are used only where the host backing is contiguous, aligned and free of protected
+//!   pages; otherwise the shadow splits down to small pages. So a shadow fault is not always
+//!   the guest's fault: [`ShadowEngine::resolve_fault`] re-walks the guest and says whether
+//!   to inject the guest's fault, emulate MMIO, emulate a write-protected store, or retry.
+//! - SCTLR.M=0 gives an identity shadow over guest RAM (Normal non-cacheable, full access,
+//!   domain 0 client).
+//!
+//! Guest descriptor writes must be trapped (the table pages are read-only) and reported with
+//! [`ShadowEngine::sync_write`]; shadows are therefore never behind guest memory, and guest
+//! TLB maintenance only has to be mirrored to the hardware TLB ([`ShadowEngine::tlb_op`]).
+
+pub mod desc;
+mod engine;
+pub mod pool;
+pub mod sim;
+#[cfg(test)]
+mod tests;
+pub mod walk;
+mod wp;
+
+pub use desc::{L1Desc, L2Desc, RegionAttrs};
+pub use engine::{HostTlbOp, Resolution, RootKey, ShadowEngine, ShadowRegs, Stats, SyncOutcome, TlbOp};
+pub use pool::{Pool, ShadowView};
+pub use walk::{
+    ats1, par, translate, Access, AccessKind, AtsOp, Fault, FaultKind, GuestMemory, MemAttrs, MemError, MemType,
+    PageSize, Perms, Pl, Regime, Rwx, Translation,
+};
+
+use crate::addr::{GuestPhysAddr, HostPhysAddr};
+
+/// What backs a guest physical page, as the hypervisor's stage-2-equivalent map says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// `[gpa, gpa + len)` is RAM mapped linearly to `[hpa, hpa + len)`.
+    Ram {
+        /// Host physical address of the queried guest address.
+        hpa: HostPhysAddr,
+        /// Bytes from the queried address that stay linearly mapped (a multiple of 4 KiB).
+        len: u64,
+    },
+    /// `[gpa, gpa + len)` is not RAM (emulated MMIO or nothing): accesses must trap.
+    Hole {
+        /// Bytes from the queried address that stay unbacked (a multiple of 4 KiB).
+        len: u64,
+    },
+}
+
+/// The guest-physical → host-physical map the shadow composes with.
+pub trait GuestMap {
+    /// Backing of the 4 KiB-aligned guest physical address `gpa` (which may lie above 4 GiB).
+    /// A `len` below 4 KiB is treated as 4 KiB. Must never panic.
+    fn backing(&self, gpa: GuestPhysAddr) -> Backing;
+}
+
+/// Errors of the shadow engine (faults the guest takes are [`Fault`]s, not errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShadowError {
+    /// TTBCR.EAE=1: the guest uses long descriptors, which this engine does not shadow.
+    LongDescriptorUnsupported,
+    /// The pool has no room even after evicting every inactive root.
+    PoolExhausted,
+    /// No guest regime has been set yet ([`ShadowEngine::set_regime`] first).
+    NoRegime,
+}
+
+impl core::fmt::Display for ShadowError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ShadowError::LongDescriptorUnsupported => write!(f, "long-descriptor guest not supported"),
+            ShadowError::PoolExhausted => write!(f, "shadow table pool exhausted"),
+            ShadowError::NoRegime => write!(f, "no guest regime set"),
+        }
+    }
+}

@@ -1,0 +1,837 @@
+//! Unit and property tests of the walker, the builder and the sync paths against each other.
+
+use alloc::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::engine::{HostTlbOp, Resolution, TlbOp};
+use super::sim::{RegionMap, SparseMemory};
+use super::walk::{
+    ap_permissions, ats1, lookup, par, resolve_attrs, sctlr, translate, ttbcr, Access, AccessKind, AtsOp, Cacheability,
+    Fault, FaultKind, GuestMemory, MemType, PageSize, Pl, Regime,
+};
+use super::{Backing, GuestMap, Pool, RegionAttrs, ShadowEngine, ShadowError, ShadowView};
+use crate::addr::{GuestPhysAddr, HostPhysAddr, VirtAddr};
+
+// ---------------------------------------------------------------------------------------
+// Fixture: guest RAM, host map and table placement.
+
+const RAM_A: u64 = 0x4000_0000; // 32 MiB, linearly backed at HPA_A
+const RAM_A_LEN: u64 = 0x200_0000;
+const HPA_A: u64 = 0x6000_0000;
+const FRAG64: u64 = 0x4200_0000; // 2 MiB backed in swapped 64 KiB chunks
+const FRAG4: u64 = 0x4220_0000; // 1 MiB backed in swapped 4 KiB pages
+const HIGH: u64 = 0x1_0000_0000; // 16 MiB above 4 GiB
+const MMIO: u64 = 0x0900_0000;
+const TTB0: u64 = 0x4100_0000;
+const TTB0_ALT: u64 = 0x4104_0000;
+const TTB1: u64 = 0x4100_4000;
+const L2_AREA: u64 = 0x4101_0000; // 1 KiB guest L2 tables
+const N_L2: usize = 8;
+
+fn host_map() -> RegionMap {
+    let mut m = RegionMap::new();
+    m.add_ram(RAM_A, RAM_A_LEN, HPA_A);
+    for c in 0..32u64 {
+        m.add_ram(FRAG64 + c * 0x1_0000, 0x1_0000, 0x7000_0000 + (c ^ 1) * 0x1_0000);
+    }
+    for k in 0..256u64 {
+        m.add_ram(FRAG4 + k * 0x1000, 0x1000, 0x7100_0000 + (k ^ 1) * 0x1000);
+    }
+    m.add_ram(HIGH, 0x100_0000, 0x2_0000_0000);
+    m
+}
+
+fn guest_mem(map: &RegionMap) -> SparseMemory {
+    SparseMemory::new(&map.ram_ranges())
+}
+
+fn wr(mem: &mut SparseMemory, gpa: u64, v: u32) {
+    mem.write_u32(gpa, v).expect("fixture writes inside RAM");
+}
+
+fn base_regime() -> Regime {
+    Regime {
+        ttbr0: TTB0 as u32,
+        ttbr1: TTB1 as u32,
+        ttbcr: 0,
+        dacr: 0x5555_5555,
+        sctlr: sctlr::M,
+        contextidr: 7,
+        prrr: 0,
+        nmrr: 0,
+    }
+}
+
+fn acc(pl: Pl, kind: AccessKind) -> Access {
+    Access { pl, kind }
+}
+
+const P1R: Access = Access { pl: Pl::Pl1, kind: AccessKind::Read };
+const P1W: Access = Access { pl: Pl::Pl1, kind: AccessKind::Write };
+const P0R: Access = Access { pl: Pl::Pl0, kind: AccessKind::Read };
+const P0W: Access = Access { pl: Pl::Pl0, kind: AccessKind::Write };
+
+fn section(pa: u64, domain: u32, ap: u32) -> u32 {
+    (pa as u32 & 0xfff0_0000) | 2 | (domain << 5) | ((ap & 3) << 10) | ((ap >> 2) << 15)
+}
+
+fn page_table(l2: u64, domain: u32) -> u32 {
+    (l2 as u32 & 0xffff_fc00) | 1 | (domain << 5)
+}
+
+fn small(pa: u64, ap: u32) -> u32 {
+    (pa as u32 & 0xffff_f000) | 2 | ((ap & 3) << 4) | ((ap >> 2) << 9)
+}
+
+fn va(v: u32) -> VirtAddr {
+    VirtAddr::new(v as u64)
+}
+
+// ---------------------------------------------------------------------------------------
+// Walker rules.
+
+#[test]
+fn ap_table_is_the_architectural_one() {
+    // (PL1 r, PL1 w, PL0 r, PL0 w) per AP[2:0] with AFE=0, from ARM ARM table B3-8.
+    let expect = [
+        (false, false, false, false),
+        (true, true, false, false),
+        (true, true, true, false),
+        (true, true, true, true),
+        (false, false, false, false), // reserved
+        (true, false, false, false),
+        (true, false, true, false), // deprecated
+        (true, false, true, false),
+    ];
+    let map = host_map();
+    for ap in 0..8u32 {
+        let mut mem = guest_mem(&map);
+        wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, ap));
+        let r = base_regime();
+        let got: Vec<bool> = [P1R, P1W, P0R, P0W]
+            .iter()
+            .map(|&a| translate(&r, &mem, va(0x4000_0000), a).is_ok())
+            .collect();
+        let e = expect[ap as usize];
+        assert_eq!(got, [e.0, e.1, e.2, e.3], "AP={ap:03b}");
+        assert_eq!(ap_permissions(ap as u8, false), ((e.0, e.1), (e.2, e.3)));
+        // The failures are level-1 permission faults in domain 0.
+        if !e.3 {
+            let f = translate(&r, &mem, va(0x4000_0000), P0W).unwrap_err();
+            assert_eq!(f, Fault { kind: FaultKind::Permission, level: 1, domain: Some(0) });
+        }
+    }
+}
+
+#[test]
+fn afe_simplified_model_and_access_flag_priority() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    r.sctlr |= sctlr::AFE;
+    r.dacr = 0; // domain 0 no access: the access flag fault must still win
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 0b010)); // AF=0
+    let f = translate(&r, &mem, va(0x4000_0000), P1R).unwrap_err();
+    assert_eq!(f.kind, FaultKind::AccessFlag);
+    assert_eq!(f.fs(), 0b00011);
+    // AF=1, client: AP[2:1]=01 means full access.
+    r.dacr = 1;
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 0b011));
+    assert!(translate(&r, &mem, va(0x4000_0000), P0W).is_ok());
+    // AP[2:1]=00 with AF=1: PL1 RW only.
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 0b001));
+    assert!(translate(&r, &mem, va(0x4000_0000), P1W).is_ok());
+    assert!(translate(&r, &mem, va(0x4000_0000), P0R).is_err());
+    // Level-2 access flag fault.
+    wr(&mut mem, TTB0 + (0x401 << 2), page_table(L2_AREA, 3));
+    wr(&mut mem, L2_AREA + 4 * 5, small(RAM_A, 0b010));
+    r.dacr = 0x55;
+    let f = translate(&r, &mem, va(0x4010_5000), P1R).unwrap_err();
+    assert_eq!(f, Fault { kind: FaultKind::AccessFlag, level: 2, domain: Some(3) });
+    assert_eq!(f.fs(), 0b00110);
+}
+
+#[test]
+fn domains_and_fault_priority() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 5, 0b000)); // no access in AP
+    wr(&mut mem, TTB0 + (0x401 << 2), page_table(L2_AREA, 9));
+    wr(&mut mem, L2_AREA + 4 * 2, small(RAM_A + 0x2000, 0b000) | 1); // XN, AP none
+    for (dom_bits, kind) in [(0u32, Some(FaultKind::Domain)), (2, Some(FaultKind::Domain)), (1, Some(FaultKind::Permission)), (3, None)] {
+        r.dacr = (dom_bits << 10) | (dom_bits << 18);
+        for (v, level, dom) in [(0x4000_0000u32, 1u8, 5u8), (0x4010_2000, 2, 9)] {
+            for a in [P1R, acc(Pl::Pl0, AccessKind::Exec)] {
+                let got = translate(&r, &mem, va(v), a);
+                match kind {
+                    Some(k) => assert_eq!(got.unwrap_err(), Fault { kind: k, level, domain: Some(dom) }),
+                    // Manager: no permission check, XN ignored.
+                    None => assert_eq!(got.unwrap().pa, map.lookup(0).map_or(0, |_| 0) + if level == 1 { RAM_A } else { RAM_A + 0x2000 }),
+                }
+            }
+        }
+    }
+    // Translation faults come first, and have no valid domain at level 1.
+    r.dacr = 0;
+    let f = translate(&r, &mem, va(0x5000_0000), P1R).unwrap_err();
+    assert_eq!(f, Fault { kind: FaultKind::Translation, level: 1, domain: None });
+    let f = translate(&r, &mem, va(0x4010_3000), P1R).unwrap_err();
+    assert_eq!(f, Fault { kind: FaultKind::Translation, level: 2, domain: Some(9) });
+    assert_eq!(f.dfsr(true), 0b0111 | (9 << 4) | (1 << 11));
+    assert_eq!(f.ifsr(), 0b0111);
+}
+
+#[test]
+fn walk_external_aborts() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    // L2 table pointer outside RAM.
+    wr(&mut mem, TTB0 + (0x400 << 2), page_table(MMIO, 4));
+    let f = translate(&r, &mem, va(0x4000_0000), P1R).unwrap_err();
+    assert_eq!(f, Fault { kind: FaultKind::ExternalAbortOnWalk, level: 2, domain: Some(4) });
+    assert_eq!(f.fs(), 0b01110);
+    // TTBR0 outside RAM.
+    r.ttbr0 = MMIO as u32;
+    let f = translate(&r, &mem, va(0x4000_0000), P1R).unwrap_err();
+    assert_eq!(f, Fault { kind: FaultKind::ExternalAbortOnWalk, level: 1, domain: None });
+    assert_eq!(f.dfsr(false), 0b1100);
+}
+
+#[test]
+fn ttbcr_split_and_pd_bits() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    r.ttbcr = 2; // TTBR0 covers VA < 1 GiB with a 4 KiB table
+    wr(&mut mem, TTB0 + (0x100 << 2), section(RAM_A, 0, 3));
+    wr(&mut mem, TTB1 + (0x800 << 2), section(RAM_A + 0x10_0000, 0, 3));
+    assert_eq!(translate(&r, &mem, va(0x1000_1234), P1R).unwrap().pa, RAM_A + 0x1234);
+    assert_eq!(translate(&r, &mem, va(0x8000_0010), P1R).unwrap().pa, RAM_A + 0x10_0010);
+    // With N=0 the TTBR1 entry is never used.
+    r.ttbcr = 0;
+    assert!(translate(&r, &mem, va(0x8000_0010), P1R).is_err());
+    // PD0/PD1 give level-1 translation faults.
+    r.ttbcr = 2 | ttbcr::PD1;
+    assert!(translate(&r, &mem, va(0x1000_0000), P1R).is_ok());
+    assert_eq!(translate(&r, &mem, va(0x8000_0000), P1R).unwrap_err().fs(), 0b00101);
+    r.ttbcr = 2 | ttbcr::PD0;
+    assert_eq!(translate(&r, &mem, va(0x1000_0000), P1R).unwrap_err().fs(), 0b00101);
+    // The TTBR0 table base is aligned to 16 KiB >> N.
+    r.ttbcr = 2;
+    r.ttbr0 = TTB0 as u32 | 0xfff & !0x7f | 0x5b;
+    assert_eq!(r.ttbr0_table(), (TTB0 as u32 | 0x000, 0x1000));
+}
+
+#[test]
+fn xn_pxn_wxn_uwxn() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    let x1 = acc(Pl::Pl1, AccessKind::Exec);
+    let x0 = acc(Pl::Pl0, AccessKind::Exec);
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 3) | 1); // PXN
+    assert!(translate(&r, &mem, va(0x4000_0000), x1).is_err());
+    assert!(translate(&r, &mem, va(0x4000_0000), x0).is_ok());
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 3) | 1 << 4); // XN
+    assert!(translate(&r, &mem, va(0x4000_0000), x1).is_err());
+    assert!(translate(&r, &mem, va(0x4000_0000), x0).is_err());
+    // Fetch needs read permission.
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 1));
+    assert!(translate(&r, &mem, va(0x4000_0000), x0).is_err());
+    assert!(translate(&r, &mem, va(0x4000_0000), x1).is_ok());
+    // WXN: writable means XN at that level.
+    r.sctlr |= sctlr::WXN;
+    assert!(translate(&r, &mem, va(0x4000_0000), x1).is_err());
+    // UWXN: PL0-writable means PXN.
+    r.sctlr = sctlr::M | sctlr::UWXN;
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 3));
+    assert!(translate(&r, &mem, va(0x4000_0000), x1).is_err());
+    assert!(translate(&r, &mem, va(0x4000_0000), x0).is_ok());
+    // PXN from the page-table descriptor applies to its pages.
+    r.sctlr = sctlr::M;
+    wr(&mut mem, TTB0 + (0x401 << 2), page_table(L2_AREA, 0) | 1 << 2);
+    wr(&mut mem, L2_AREA, small(RAM_A, 3));
+    assert!(translate(&r, &mem, va(0x4010_0000), x1).is_err());
+    assert!(translate(&r, &mem, va(0x4010_0000), x0).is_ok());
+}
+
+#[test]
+fn large_pages_and_supersections() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let r = base_regime();
+    wr(&mut mem, TTB0 + (0x401 << 2), page_table(L2_AREA, 0));
+    let large = (RAM_A as u32 + 0x5_0000) | 1 | (3 << 4);
+    for j in 16..32 {
+        wr(&mut mem, L2_AREA + 4 * j, large);
+    }
+    let t = translate(&r, &mem, va(0x4011_abcd), P0W).unwrap();
+    assert_eq!((t.pa, t.size), (RAM_A + 0x5_abcd, PageSize::Large));
+    // Supersection with PA[39:32] = 0x01: entries 0x100..0x10f.
+    let ss = (1 << 18) | 2 | (1 << 20) | (3 << 10);
+    for i in 0x100..0x110u64 {
+        wr(&mut mem, TTB0 + i * 4, ss);
+    }
+    let t = translate(&r, &mem, va(0x10ab_cdef), P1R).unwrap();
+    assert_eq!((t.pa, t.size, t.domain), (HIGH + 0xab_cdef, PageSize::Supersection, 0));
+    let p = par(&Ok(t));
+    assert_eq!(p & 0xff00_0000, 0);
+    assert_eq!((p >> 16) & 0xff, 0x01);
+    assert_eq!(p & 0b11, 0b10, "SS set, F clear");
+}
+
+#[test]
+fn memory_attributes_with_and_without_tex_remap() {
+    let r = base_regime();
+    let at = |tex, c, b, s| resolve_attrs(&r, RegionAttrs { tex, c, b, s });
+    assert_eq!(at(0, false, false, false).mem_type, MemType::StronglyOrdered);
+    assert!(at(0, false, false, false).shareable);
+    assert_eq!(at(0, false, true, false).mem_type, MemType::Device);
+    assert!(at(0, false, true, false).shareable);
+    assert_eq!(at(2, false, false, true).mem_type, MemType::Device);
+    assert!(!at(2, false, false, true).shareable);
+    assert_eq!(at(1, true, true, true).mem_type, MemType::Normal { inner: Cacheability::WriteBackWriteAllocate, outer: Cacheability::WriteBackWriteAllocate });
+    assert_eq!(at(0b110, false, true, false).mem_type, MemType::Normal { inner: Cacheability::WriteBackWriteAllocate, outer: Cacheability::WriteThrough });
+    assert_eq!(at(1, false, true, false).mem_type, MemType::Reserved);
+    assert_eq!(at(3, true, true, false).mem_type, MemType::Reserved);
+    assert_eq!(at(1, true, false, false).mem_type, MemType::ImplementationDefined);
+    // TEX remap: region n = TEX[0]:C:B. Make region 5 Normal inner WT outer WBWA, S=1 →
+    // shareable via NS1, not outer shareable via NOS5; region 1 Device with DS0=1.
+    let mut r = base_regime();
+    r.sctlr |= sctlr::TRE;
+    r.prrr = (2 << 10) | (1 << 2) | (1 << 16) | (1 << 19) | (1 << (24 + 5));
+    r.nmrr = (2 << 10) | (1 << (16 + 10));
+    let a = resolve_attrs(&r, RegionAttrs { tex: 0b111, c: false, b: true, s: true });
+    assert_eq!(a.mem_type, MemType::Normal { inner: Cacheability::WriteThrough, outer: Cacheability::WriteBackWriteAllocate });
+    assert!(a.shareable && !a.outer_shareable);
+    let a = resolve_attrs(&r, RegionAttrs { tex: 0b110, c: false, b: true, s: false });
+    assert_eq!(a.mem_type, MemType::Normal { inner: Cacheability::WriteThrough, outer: Cacheability::WriteBackWriteAllocate });
+    assert!(!a.shareable, "NS0 clear");
+    let a = resolve_attrs(&r, RegionAttrs { tex: 0, c: false, b: true, s: false });
+    assert_eq!((a.mem_type, a.shareable), (MemType::Device, true));
+    let a = resolve_attrs(&r, RegionAttrs { tex: 0, c: false, b: false, s: false });
+    assert_eq!(a.mem_type, MemType::StronglyOrdered);
+}
+
+#[test]
+fn par_values() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let r = base_regime();
+    // Normal WBWA shareable, NS set, AP PL1 only.
+    let w = section(RAM_A, 2, 1) | (1 << 12) | (1 << 3) | (1 << 2) | (1 << 16) | (1 << 19);
+    wr(&mut mem, TTB0 + (0x400 << 2), w);
+    let ok = ats1(&r, &mem, va(0x4000_5678), AtsOp::Cpw);
+    assert_eq!(ok & 0xffff_f000, RAM_A as u32 + 0x5000);
+    assert_eq!(ok & 1, 0);
+    assert_eq!((ok >> 4) & 7, 0b101, "inner WBWA");
+    assert_eq!((ok >> 2) & 3, 0b01, "outer WBWA");
+    assert_eq!((ok >> 7) & 1, 1, "SH");
+    assert_eq!((ok >> 9) & 1, 1, "NS");
+    assert_eq!((ok >> 10) & 1, 0, "outer shareable");
+    // PL0 write: level-1 permission fault, FS=0b01101 in PAR[6:1].
+    let f = ats1(&r, &mem, va(0x4000_5678), AtsOp::Cuw);
+    assert_eq!(f, 1 | (0b01101 << 1));
+    let f2 = ats1(&r, &mem, va(0x4000_5678), AtsOp::Cur);
+    assert_eq!(f2, f);
+    // Strongly-ordered reports inner 0b001.
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 2, 3));
+    assert_eq!((ats1(&r, &mem, va(0x4000_0000), AtsOp::Cur) >> 4) & 7, 0b001);
+    // MMU off: flat.
+    let mut off = r;
+    off.sctlr = 0;
+    assert_eq!(ats1(&off, &mem, va(0x1234_5678), AtsOp::Cuw) & 0xffff_f001, 0x1234_5000);
+}
+
+// ---------------------------------------------------------------------------------------
+// Builder and sync rules.
+
+fn engine(blocks: usize, roots: usize) -> ShadowEngine {
+    ShadowEngine::new(Pool::new(HostPhysAddr::new(0x8000_0000), blocks), roots)
+}
+
+#[test]
+fn builder_picks_sections_pages_and_holes() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let r = base_regime();
+    wr(&mut mem, TTB0 + (0x500 << 2), section(RAM_A + 0x50_0000, 0, 3)); // aligned, contiguous
+    wr(&mut mem, TTB0 + (0x420 << 2), section(FRAG64, 0, 3)); // 64 KiB runs
+    wr(&mut mem, TTB0 + (0x422 << 2), section(FRAG4, 0, 3)); // 4 KiB runs
+    wr(&mut mem, TTB0 + (0x090 << 2), section(MMIO, 0, 3)); // hole
+    let mut e = engine(8, 2);
+    e.set_regime(r, &mem, &map).unwrap();
+    let s = |v: u32| e.shadow_translate(va(v), P0R).unwrap();
+    let t = s(0x5001_2345).unwrap();
+    assert_eq!((t.pa, t.size), (HPA_A + 0x51_2345, PageSize::Section));
+    let t = s(0x4201_2345).unwrap();
+    assert_eq!((t.pa, t.size), (0x7000_2345, PageSize::Large));
+    let t = s(0x4220_1345).unwrap();
+    assert_eq!((t.pa, t.size), (0x7100_0345, PageSize::Small));
+    assert!(s(0x0900_0000).is_err());
+    assert_eq!(e.classify(va(0x0900_0010), P0R, &mem, &map), Resolution::Mmio { gpa: GuestPhysAddr::new(MMIO + 0x10) });
+    assert_eq!(e.classify(va(0x0a00_0000), P0R, &mem, &map), Resolution::Guest(Fault { kind: FaultKind::Translation, level: 1, domain: None }));
+}
+
+#[test]
+fn table_pages_are_write_protected_and_released() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let r = base_regime();
+    // The guest maps its own tables' MiB (0x4100_0000) with a section, and VA 0x4010_0000
+    // through an L2 table in that MiB.
+    wr(&mut mem, TTB0 + (0x410 << 2), section(0x4100_0000, 0, 3));
+    wr(&mut mem, TTB0 + (0x401 << 2), page_table(L2_AREA, 0));
+    wr(&mut mem, L2_AREA, small(RAM_A, 3));
+    let mut e = engine(8, 2);
+    e.set_regime(r, &mem, &map).unwrap();
+    assert!(e.is_protected(GuestPhysAddr::new(L2_AREA)));
+    assert!(e.is_protected(GuestPhysAddr::new(TTB0 + 0x3000)));
+    // Writes to the L2 table page trap; reads and writes elsewhere in the MiB do not.
+    let l2va = 0x4101_0000;
+    assert!(e.shadow_translate(va(l2va), P1W).unwrap().is_err());
+    assert!(e.shadow_translate(va(l2va), P1R).unwrap().is_ok());
+    assert!(e.shadow_translate(va(0x4105_0000), P1W).unwrap().is_ok());
+    assert_eq!(e.classify(va(l2va), P1W, &mem, &map), Resolution::WriteProtect { gpa: GuestPhysAddr::new(L2_AREA) });
+    // The guest unhooks the L2 table: its page becomes writable again.
+    wr(&mut mem, TTB0 + (0x401 << 2), 0);
+    let out = e.sync_write(GuestPhysAddr::new(TTB0 + (0x401 << 2)), 0, &mem, &map).unwrap();
+    assert_ne!(out.flush, HostTlbOp::None);
+    assert!(!e.is_protected(GuestPhysAddr::new(L2_AREA)));
+    assert!(e.shadow_translate(va(l2va), P1W).unwrap().is_ok());
+    assert!(e.shadow_translate(va(0x4010_0000), P1R).unwrap().is_err());
+}
+
+#[test]
+fn l2_descriptor_write_sync() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let r = base_regime();
+    wr(&mut mem, TTB0 + (0x401 << 2), page_table(L2_AREA, 0));
+    let mut e = engine(8, 2);
+    e.set_regime(r, &mem, &map).unwrap();
+    assert!(e.shadow_translate(va(0x4010_7000), P0R).unwrap().is_err());
+    let d = small(RAM_A + 0x9000, 3);
+    let out = e.sync_write(GuestPhysAddr::new(L2_AREA + 7 * 4), d, &mem, &map).unwrap();
+    assert_eq!(out.flush, HostTlbOp::Mvaa { va: 0x4010_7000, pages: 1 });
+    assert_eq!(e.shadow_translate(va(0x4010_7abc), P0R).unwrap().unwrap().pa, HPA_A + 0x9abc);
+    assert_eq!(e.stats().syncs, 1);
+}
+
+#[test]
+fn dacr_client_noaccess_is_free_manager_refills() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 3, 0b101)); // PL1 RO
+    let mut e = engine(8, 2);
+    e.set_regime(r, &mem, &map).unwrap();
+    let fills = e.stats().fills;
+    r.dacr = 0x5555_5555 & !(3 << 6); // domain 3 no access
+    let ch = e.set_regime(r, &mem, &map).unwrap();
+    assert_eq!(e.stats().fills, fills);
+    assert_eq!(ch.flush, HostTlbOp::None);
+    assert_eq!(e.shadow_translate(va(0x4000_0000), P1R).unwrap().unwrap_err().kind, FaultKind::Domain);
+    r.dacr |= 3 << 6; // manager
+    e.set_regime(r, &mem, &map).unwrap();
+    assert!(e.stats().fills > fills);
+    assert!(e.shadow_translate(va(0x4000_0000), P0W).unwrap().is_ok());
+    assert_eq!(e.shadow_regs().unwrap().dacr >> 6 & 3, 1, "manager shadows as client");
+}
+
+#[test]
+fn root_cache_hits_and_evicts() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 3));
+    wr(&mut mem, TTB0_ALT + (0x400 << 2), section(RAM_A + 0x10_0000, 0, 3));
+    let mut e = engine(8, 2);
+    e.set_regime(r, &mem, &map).unwrap();
+    r.ttbr0 = TTB0_ALT as u32;
+    r.contextidr = 8;
+    e.set_regime(r, &mem, &map).unwrap();
+    assert_eq!(e.shadow_translate(va(0x4000_0000), P1R).unwrap().unwrap().pa, HPA_A + 0x10_0000);
+    r.ttbr0 = TTB0 as u32;
+    r.contextidr = 7;
+    e.set_regime(r, &mem, &map).unwrap();
+    assert_eq!(e.stats().cache_hits, 1);
+    assert_eq!(e.stats().cache_misses, 2);
+    assert_eq!(e.shadow_translate(va(0x4000_0000), P1R).unwrap().unwrap().pa, HPA_A);
+    // A third key evicts the least recently used.
+    r.contextidr = 9;
+    e.set_regime(r, &mem, &map).unwrap();
+    assert_eq!(e.stats().evictions, 1);
+    assert_eq!(e.cached_roots(), 2);
+    // A write to the evicted root's table must not disturb anything.
+    e.sync_write(GuestPhysAddr::new(TTB0_ALT + (0x400 << 2)), 0, &mem, &map).unwrap();
+    // A pool too small for one root reports exhaustion instead of panicking.
+    let mut tiny = ShadowEngine::new(Pool::new(HostPhysAddr::new(0x8000_0000), 0), 2);
+    assert_eq!(tiny.set_regime(r, &mem, &map).unwrap_err(), ShadowError::PoolExhausted);
+}
+
+#[test]
+fn mmu_off_identity_and_long_descriptor_rejected() {
+    let map = host_map();
+    let mem = guest_mem(&map);
+    let mut r = base_regime();
+    r.sctlr = 0;
+    let mut e = engine(16, 2);
+    e.set_regime(r, &mem, &map).unwrap();
+    let t = e.shadow_translate(va(0x4000_1234), P0W).unwrap().unwrap();
+    assert_eq!(t.pa, HPA_A + 0x1234);
+    assert_eq!(e.shadow_translate(va(0x4220_1000), P0R).unwrap().unwrap().pa, 0x7100_0000);
+    assert!(e.shadow_translate(va(MMIO as u32), P0R).unwrap().is_err());
+    r.ttbcr = ttbcr::EAE;
+    assert_eq!(e.set_regime(r, &mem, &map).unwrap_err(), ShadowError::LongDescriptorUnsupported);
+}
+
+#[test]
+fn tlb_ops_are_mirrored() {
+    let mut e = engine(1, 1);
+    assert_eq!(e.tlb_op(TlbOp::All), HostTlbOp::All);
+    assert_eq!(e.tlb_op(TlbOp::Asid(3)), HostTlbOp::Asid(3));
+    assert_eq!(e.tlb_op(TlbOp::Mva { va: 0x1000, asid: 3 }), HostTlbOp::Mva { va: 0x1000, asid: 3 });
+    assert_eq!(e.tlb_op(TlbOp::Mvaa(0x2000)), HostTlbOp::Mvaa { va: 0x2000, pages: 1 });
+    assert_eq!(e.stats().tlb_ops, 4);
+}
+
+// ---------------------------------------------------------------------------------------
+// Property tests: shadow == guest walk then map.
+
+/// Output address choices for generated descriptors.
+fn target() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => (0u64..RAM_A_LEN / 0x1000).prop_map(|p| RAM_A + p * 0x1000),
+        2 => (0u64..0x200).prop_map(|p| FRAG64 + p * 0x1000),
+        1 => (0u64..0x100).prop_map(|p| FRAG4 + p * 0x1000),
+        2 => (0u64..0x60).prop_map(|p| TTB0 + p * 0x1000), // the tables' own pages
+        1 => Just(MMIO),
+        1 => any::<u32>().prop_map(|v| v as u64),
+    ]
+}
+
+/// A guest first-level item: (index, words to write at index.. (1 or 16)).
+fn l1_item() -> impl Strategy<Value = (u16, Vec<u32>)> {
+    let idx = prop_oneof![3 => 0x400u16..0x440, 1 => 0u16..4096, 1 => 0xc00u16..0xc40];
+    (idx, 0u8..10, target(), any::<u32>(), 0usize..N_L2, any::<bool>()).prop_map(|(i, kind, t, rnd, l2, perturb)| match kind {
+        0..=3 => (i, alloc::vec![(t as u32 & 0xfff0_0000) | (rnd & 0x000b_fffd) | 2]),
+        4..=6 => (i, alloc::vec![(L2_AREA as u32 + l2 as u32 * 0x400) | (rnd & 0x3fc) | 1]),
+        7 | 8 => {
+            // Supersection group, at HIGH or in RAM A.
+            let base = if rnd & 1 == 0 { (1 << 20) as u32 } else { RAM_A as u32 };
+            let w = base | (1 << 18) | (rnd & 0x000b_fe1c) | 2;
+            let mut v = alloc::vec![w; 16];
+            if perturb {
+                v[(rnd >> 28) as usize] ^= 1 << 10;
+            }
+            (i & !15, v)
+        }
+        _ => (i, alloc::vec![rnd]),
+    })
+}
+
+fn l2_item() -> impl Strategy<Value = (usize, u8, Vec<u32>)> {
+    (0usize..N_L2, 0u8..255, 0u8..10, target(), any::<u32>()).prop_map(|(tab, j, kind, t, rnd)| match kind {
+        0..=5 => (tab, j, alloc::vec![(t as u32 & 0xffff_f000) | (rnd & 0xffd) | 2]),
+        6 | 7 => (tab, j & !15, alloc::vec![(t as u32 & 0xffff_0000) | (rnd & 0xfffc) | 1; 16]),
+        _ => (tab, j, alloc::vec![rnd]),
+    })
+}
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    regime: Regime,
+    l1: Vec<(u16, Vec<u32>)>,
+    l2: Vec<(usize, u8, Vec<u32>)>,
+    probes: Vec<u32>,
+}
+
+fn regime_strategy() -> impl Strategy<Value = Regime> {
+    (0u32..4, any::<u32>(), any::<[bool; 6]>(), any::<u32>(), any::<u32>(), any::<u8>(), 0u8..20).prop_map(
+        |(n, dacr, f, prrr, nmrr, asid, misc)| {
+            let mut sctlr = sctlr::M;
+            if f[0] {
+                sctlr |= sctlr::AFE;
+            }
+            if f[1] {
+                sctlr |= sctlr::TRE;
+            }
+            if misc == 0 {
+                sctlr &= !sctlr::M;
+            }
+            if misc == 1 {
+                sctlr |= sctlr::WXN;
+            }
+            if misc == 2 {
+                sctlr |= sctlr::UWXN;
+            }
+            let mut ttbcr = n;
+            if f[2] && misc == 3 {
+                ttbcr |= ttbcr::PD0;
+            }
+            if f[3] && misc == 4 {
+                ttbcr |= ttbcr::PD1;
+            }
+            Regime { ttbr0: TTB0 as u32 | (dacr & 0x5b), ttbr1: TTB1 as u32, ttbcr, dacr, sctlr, contextidr: asid as u32, prrr, nmrr }
+        },
+    )
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (
+        regime_strategy(),
+        proptest::collection::vec(l1_item(), 1..20),
+        proptest::collection::vec(l2_item(), 0..40),
+        proptest::collection::vec(any::<u32>(), 8),
+    )
+        .prop_map(|(regime, l1, l2, probes)| Scenario { regime, l1, l2, probes })
+}
+
+fn l1_table_base(r: &Regime, idx: u16) -> u64 {
+    if r.ttbr_for((idx as u32) << 20) == 1 {
+        TTB1
+    } else {
+        TTB0
+    }
+}
+
+fn install(s: &Scenario, mem: &mut SparseMemory) {
+    for (idx, words) in &s.l1 {
+        for (k, &w) in words.iter().enumerate() {
+            let i = (*idx as u64 + k as u64) & 0xfff;
+            let _ = mem.write_u32(l1_table_base(&s.regime, i as u16) + i * 4, w);
+        }
+    }
+    for (tab, j, words) in &s.l2 {
+        for (k, &w) in words.iter().enumerate() {
+            let jj = (*j as u64 + k as u64) & 0xff;
+            let _ = mem.write_u32(L2_AREA + *tab as u64 * 0x400 + jj * 4, w);
+        }
+    }
+}
+
+/// VAs worth probing: every generated L1 index (3 offsets), every page reached through the
+/// generated L2 tables, and random VAs.
+fn probe_vas(s: &Scenario, extra: &[u32]) -> Vec<u32> {
+    let mut v = Vec::new();
+    for (idx, words) in &s.l1 {
+        for k in 0..words.len().min(2) {
+            let base = ((*idx as u32 + k as u32) & 0xfff) << 20;
+            v.extend([base, base | 0x1_2345, base | 0xf_f000]);
+            for (_, j, _) in &s.l2 {
+                v.push(base | (*j as u32) << 12 | 0x10);
+            }
+        }
+    }
+    v.extend_from_slice(&s.probes);
+    v.extend_from_slice(extra);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The central check: for every probe, the shadow never grants more than the guest, grants
+/// exactly the guest's translation composed with the map when it grants, and every shadow
+/// fault resolves to the right cause.
+fn check_equivalence(e: &ShadowEngine, r: &Regime, mem: &SparseMemory, map: &RegionMap, vas: &[u32]) -> Result<(), TestCaseError> {
+    let wxn = r.sctlr & (sctlr::WXN | sctlr::UWXN) != 0;
+    for &v in vas {
+        for a in Access::ALL {
+            let g = translate(r, mem, va(v), a);
+            let s = e.shadow_translate(va(v), a).expect("regime set");
+            match (s, g) {
+                (Ok(st), Ok(gt)) => {
+                    let hpa = map.lookup(gt.pa);
+                    prop_assert_eq!(Some(st.pa), hpa, "va {:#x} {:?}", v, a);
+                    prop_assert!(st.size <= gt.size || !r.mmu_on());
+                    let mut want = gt.perms;
+                    if e.is_protected(GuestPhysAddr::new(gt.pa)) {
+                        want.pl1.w = false;
+                        want.pl0.w = false;
+                    }
+                    if wxn {
+                        prop_assert!(!st.perms.pl1.x || want.pl1.x);
+                        prop_assert!(!st.perms.pl0.x || want.pl0.x);
+                        want.pl1.x = st.perms.pl1.x;
+                        want.pl0.x = st.perms.pl0.x;
+                    }
+                    prop_assert_eq!(st.perms, want, "va {:#x} {:?}", v, a);
+                    if r.mmu_on() {
+                        prop_assert_eq!(st.attrs, gt.attrs);
+                        prop_assert_eq!(st.global, gt.global);
+                        prop_assert_eq!(st.ns, gt.ns);
+                        prop_assert_eq!(st.domain, gt.domain);
+                    }
+                }
+                (Ok(st), Err(gf)) => {
+                    prop_assert!(false, "shadow grants {:#x} {:?} -> {:#x}, guest faults {:?}", v, a, st.pa, gf);
+                }
+                (Err(sf), Err(gf)) => {
+                    prop_assert_eq!(e.classify(va(v), a, mem, map), Resolution::Guest(gf));
+                    // Domain, access-flag and permission faults on mapped, unprotected RAM
+                    // below 4 GiB are raised by the shadow itself, with the guest's domain.
+                    if let Ok(leaf) = lookup(r, mem, va(v)) {
+                        let plain = leaf.pa < (1 << 32)
+                            && matches!(map.backing(GuestPhysAddr::new(leaf.pa & !0xfff)), Backing::Ram { .. })
+                            && map.lookup(leaf.pa).is_some_and(|h| h < (1 << 32))
+                            && !e.is_protected(GuestPhysAddr::new(leaf.pa));
+                        if plain && !wxn && leaf.size != PageSize::Supersection {
+                            prop_assert_eq!(sf.kind, gf.kind, "va {:#x} {:?}", v, a);
+                            prop_assert_eq!(sf.domain, gf.domain);
+                        }
+                    }
+                }
+                (Err(sf), Ok(gt)) => {
+                    let res = e.classify(va(v), a, mem, map);
+                    let hole = map.lookup(gt.pa).is_none();
+                    let prot = a.kind == AccessKind::Write && e.is_protected(GuestPhysAddr::new(gt.pa));
+                    let unrepresentable = map.lookup(gt.pa).is_some_and(|h| h >= 1 << 32) || (wxn && a.kind == AccessKind::Exec);
+                    match res {
+                        Resolution::Mmio { gpa } => prop_assert!(hole && gpa.raw() == gt.pa),
+                        Resolution::WriteProtect { gpa } => prop_assert!(prot && gpa.raw() == gt.pa),
+                        _ => prop_assert!(unrepresentable, "stale shadow: va {:#x} {:?} gpa {:#x} shadow {:?} res {:?}", v, a, gt.pa, sf, res),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn build(s: &Scenario) -> (SparseMemory, RegionMap, ShadowEngine) {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    install(s, &mut mem);
+    let mut e = engine(64, 4);
+    e.set_regime(s.regime, &mem, &map).expect("pool large enough");
+    (mem, map, e)
+}
+
+/// One step of a mutation sequence.
+#[derive(Clone, Debug)]
+enum Step {
+    L1(u16, Vec<u32>),
+    L2(usize, u8, Vec<u32>),
+    Dacr(u32),
+    Switch(bool, u8),
+    Tlbi,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        5 => l1_item().prop_map(|(i, w)| Step::L1(i, w)),
+        6 => l2_item().prop_map(|(t, j, w)| Step::L2(t, j, w)),
+        2 => any::<u32>().prop_map(Step::Dacr),
+        1 => (any::<bool>(), 0u8..3).prop_map(|(b, a)| Step::Switch(b, a)),
+        1 => Just(Step::Tlbi),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// (b) Random guest table sets: shadow walk == guest walk then map (or the right fault).
+    #[test]
+    fn shadow_equals_guest_then_map(s in scenario()) {
+        let (mem, map, e) = build(&s);
+        check_equivalence(&e, &s.regime, &mem, &map, &probe_vas(&s, &[]))?;
+    }
+
+    /// (c) Random descriptor writes, each synced, keep (b) and match a fresh build.
+    #[test]
+    fn sync_keeps_shadow_exact(s in scenario(), steps in proptest::collection::vec(step(), 1..12)) {
+        let (mut mem, map, mut e) = build(&s);
+        let mut r = s.regime;
+        let mut extra = Vec::new();
+        for st in &steps {
+            match st {
+                Step::L1(idx, words) => {
+                    for (k, &w) in words.iter().enumerate() {
+                        let i = (*idx as u64 + k as u64) & 0xfff;
+                        let gpa = if r.ttbr_for((i as u32) << 20) == 1 { TTB1 } else { r.ttbr0_table().0 as u64 } + i * 4;
+                        if mem.write_u32(gpa, w).is_ok() {
+                            e.sync_write(GuestPhysAddr::new(gpa), w, &mem, &map).expect("sync");
+                        }
+                        extra.push((i as u32) << 20 | 0x3000);
+                    }
+                }
+                Step::L2(tab, j, words) => {
+                    for (k, &w) in words.iter().enumerate() {
+                        let gpa = L2_AREA + *tab as u64 * 0x400 + ((*j as u64 + k as u64) & 0xff) * 4;
+                        mem.write_u32(gpa, w).expect("L2 area is RAM");
+                        e.sync_write(GuestPhysAddr::new(gpa), w, &mem, &map).expect("sync");
+                    }
+                }
+                Step::Dacr(d) => {
+                    r.dacr = *d;
+                    e.set_regime(r, &mem, &map).expect("dacr");
+                }
+                Step::Switch(alt, asid) => {
+                    r.ttbr0 = if *alt { TTB0_ALT as u32 } else { TTB0 as u32 };
+                    r.contextidr = *asid as u32;
+                    e.set_regime(r, &mem, &map).expect("switch");
+                }
+                Step::Tlbi => {
+                    prop_assert_eq!(e.tlb_op(TlbOp::All), HostTlbOp::All);
+                }
+            }
+        }
+        let vas = probe_vas(&s, &extra);
+        check_equivalence(&e, &r, &mem, &map, &vas)?;
+        // No stale entry: the synced shadow translates exactly like a fresh one.
+        let mut fresh = engine(64, 4);
+        fresh.set_regime(r, &mem, &map).expect("fresh");
+        for &v in &vas {
+            for a in Access::ALL {
+                prop_assert_eq!(e.shadow_translate(va(v), a), fresh.shadow_translate(va(v), a), "va {:#x} {:?}", v, a);
+            }
+        }
+    }
+
+    /// (e) Garbage everywhere: random table contents and registers never panic the walker,
+    /// the builder, sync or fault resolution.
+    #[test]
+    fn garbage_never_panics(words in proptest::collection::vec(any::<u32>(), 64), regs in any::<[u32; 8]>(), vas in proptest::collection::vec(any::<u32>(), 16)) {
+        let map = host_map();
+        let mut mem = guest_mem(&map);
+        // Scatter the words over both L1 tables and the L2 area.
+        for (i, &w) in words.iter().enumerate() {
+            let at = match i % 3 { 0 => TTB0 + (w as u64 & 0x3ffc), 1 => TTB1 + ((w as u64 >> 7) & 0x3ffc), _ => L2_AREA + (w as u64 & 0x1ffc) };
+            let _ = mem.write_u32(at, words[(i * 7 + 3) % words.len()]);
+        }
+        let r = Regime { ttbr0: regs[0], ttbr1: regs[1], ttbcr: regs[2] & !ttbcr::EAE, dacr: regs[3], sctlr: regs[4], contextidr: regs[5], prrr: regs[6], nmrr: regs[7] };
+        let mut e = engine(32, 2);
+        let _ = e.set_regime(r, &mem, &map);
+        for &v in &vas {
+            for a in Access::ALL {
+                let _ = translate(&r, &mem, va(v), a);
+                let _ = e.shadow_translate(va(v), a);
+                let _ = e.resolve_fault(va(v), a, &mem, &map);
+            }
+            for op in [AtsOp::Cpr, AtsOp::Cpw, AtsOp::Cur, AtsOp::Cuw] {
+                let _ = ats1(&r, &mem, va(v), op);
+            }
+            let _ = e.sync_write(GuestPhysAddr::new(v as u64), v.rotate_left(7), &mem, &map);
+        }
+    }
+}
+
+#[test]
+fn shadow_view_reads_pool() {
+    let p = Pool::new(HostPhysAddr::new(0x8000_0000), 1);
+    let v = ShadowView(&p);
+    assert_eq!(v.read_u32(GuestPhysAddr::new(0x8000_0004)), Ok(0));
+    assert!(v.read_u32(GuestPhysAddr::new(0x8000_4000)).is_err());
+    assert!(v.read_u32(GuestPhysAddr::new(0x7fff_fffc)).is_err());
+}
+
+#[test]
+fn region_map_holes_and_runs() {
+    let m = host_map();
+    assert_eq!(m.backing(GuestPhysAddr::new(RAM_A + 0x1000)), Backing::Ram { hpa: HostPhysAddr::new(HPA_A + 0x1000), len: RAM_A_LEN - 0x1000 });
+    assert_eq!(m.backing(GuestPhysAddr::new(MMIO)), Backing::Hole { len: RAM_A - MMIO });
+}
