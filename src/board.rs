@@ -137,9 +137,15 @@ impl fmt::Display for Mismatch {
                 write!(f, "RAM is {} MiB, need {} MiB", found >> 20, min >> 20)
             }
             Self::RamBase(a) => write!(f, "no RAM at {a}"),
-            Self::Uart { found: Some(a), want } => write!(f, "console UART at {a}, expected {want}"),
+            Self::Uart {
+                found: Some(a),
+                want,
+            } => write!(f, "console UART at {a}, expected {want}"),
             Self::Uart { found: None, want } => {
-                write!(f, "no PL011 console in /chosen/stdout-path, expected {want}")
+                write!(
+                    f,
+                    "no PL011 console in /chosen/stdout-path, expected {want}"
+                )
             }
             Self::GicVersion(Some(v)) => write!(f, "GICv{v} not described by the board"),
             Self::GicVersion(None) => write!(f, "no GIC found"),
@@ -214,9 +220,10 @@ impl BoardDesc {
                 min: self.min_ram,
             });
         }
-        let has_base = p.memory.iter().any(|r| {
-            self.ram_base.0 >= r.start.0 && self.ram_base.0 - r.start.0 < r.size
-        });
+        let has_base = p
+            .memory
+            .iter()
+            .any(|r| self.ram_base.0 >= r.start.0 && self.ram_base.0 - r.start.0 < r.size);
         if !has_base {
             add(Mismatch::RamBase(self.ram_base));
         }
@@ -320,7 +327,10 @@ mod tests {
         let b = find_board(&dt::parse(GICV2).unwrap()).unwrap();
         assert_eq!(b.check_timer_freq(62_500_000), Ok(()));
         assert_eq!(b.check_timer_freq(1_000_000_000), Ok(()));
-        assert_eq!(b.check_timer_freq(54_000_000), Err(Mismatch::TimerFreq(54_000_000)));
+        assert_eq!(
+            b.check_timer_freq(54_000_000),
+            Err(Mismatch::TimerFreq(54_000_000))
+        );
     }
 
     #[test]
@@ -349,17 +359,32 @@ mod tests {
             ]
         );
         let msg = alloc::format!("{e}");
-        assert!(msg.contains("qemu-virt") && msg.contains("GICH missing") && msg.contains("no PSCI"), "{msg}");
+        assert!(
+            msg.contains("qemu-virt") && msg.contains("GICH missing") && msg.contains("no PSCI"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn unknown_board_and_small_machine() {
         let mut b = Builder::new();
-        b.begin("").prop("compatible", b"acme,widget\0").cells("#address-cells", &[1]).cells("#size-cells", &[1]);
-        b.begin("memory@40000000").str("device_type", "memory").cells("reg", &[0x4000_0000, 0x100_0000]).end();
-        b.begin("cpus").cells("#address-cells", &[1]).cells("#size-cells", &[0]);
+        b.begin("")
+            .prop("compatible", b"acme,widget\0")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[1]);
+        b.begin("memory@40000000")
+            .str("device_type", "memory")
+            .cells("reg", &[0x4000_0000, 0x100_0000])
+            .end();
+        b.begin("cpus")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[0]);
         for i in 0..12u32 {
-            b.begin(&alloc::format!("cpu@{i}")).str("device_type", "cpu").cells("reg", &[i]).str("enable-method", "spin-table").end();
+            b.begin(&alloc::format!("cpu@{i}"))
+                .str("device_type", "cpu")
+                .cells("reg", &[i])
+                .str("enable-method", "spin-table")
+                .end();
         }
         b.end();
         b.end();
@@ -369,9 +394,16 @@ mod tests {
         let e = qemu_virt::BOARD.check(&p).unwrap_err();
         let m = e.mismatches.as_slice();
         assert_eq!(m[0], Mismatch::Compatible);
-        assert!(m.contains(&Mismatch::RamTooSmall { found: 16 << 20, min: qemu_virt::BOARD.min_ram }));
+        assert!(m.contains(&Mismatch::RamTooSmall {
+            found: 16 << 20,
+            min: qemu_virt::BOARD.min_ram
+        }));
         assert!(m.contains(&Mismatch::GicVersion(None)));
-        assert!(m.contains(&Mismatch::CpuCount { found: 12, min: 1, max: 8 }));
+        assert!(m.contains(&Mismatch::CpuCount {
+            found: 12,
+            min: 1,
+            max: 8
+        }));
         assert!(m.contains(&Mismatch::EnableMethod(0)));
         assert_eq!(m.len(), MAX_MISMATCHES, "list is capped, not overflowing");
     }

@@ -80,7 +80,10 @@ impl fmt::Display for DtError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Truncated { needed, have } => {
-                write!(f, "device tree truncated: needs {needed} bytes, have {have}")
+                write!(
+                    f,
+                    "device tree truncated: needs {needed} bytes, have {have}"
+                )
             }
             Self::BadMagic(m) => write!(
                 f,
@@ -101,7 +104,10 @@ impl fmt::Display for DtError {
             }
             Self::TooMany(w) => write!(f, "device tree has too many {w}"),
             Self::Untranslatable(w) => {
-                write!(f, "device tree: cannot translate the {w} address through its buses")
+                write!(
+                    f,
+                    "device tree: cannot translate the {w} address through its buses"
+                )
             }
         }
     }
@@ -390,7 +396,10 @@ impl<'a> HostPlatform<'a> {
             let _ = out.push(HostRange::new(u.base, u.size));
         }
         if let Some(g) = self.gic {
-            for r in [Some(g.gicd), g.gicc, g.gicr, g.gich, g.gicv].into_iter().flatten() {
+            for r in [Some(g.gicd), g.gicc, g.gicr, g.gich, g.gicv]
+                .into_iter()
+                .flatten()
+            {
                 let _ = out.push(r);
             }
         }
@@ -402,7 +411,9 @@ impl<'a> HostPlatform<'a> {
     }
     /// Sum of the memory ranges' sizes.
     pub fn total_memory(&self) -> u64 {
-        self.memory.iter().fold(0u64, |a, r| a.saturating_add(r.size))
+        self.memory
+            .iter()
+            .fold(0u64, |a, r| a.saturating_add(r.size))
     }
 }
 
@@ -456,7 +467,9 @@ fn parse_header(b: &[u8]) -> Result<Header, DtError> {
         size_strings: f(8) as usize,
         size_struct: f(9) as usize,
     };
-    let within = |off: usize, size: usize| off >= FDT_HEADER_SIZE && off.checked_add(size).is_some_and(|e| e <= total);
+    let within = |off: usize, size: usize| {
+        off >= FDT_HEADER_SIZE && off.checked_add(size).is_some_and(|e| e <= total)
+    };
     if !within(h.off_struct, h.size_struct) {
         return Err(DtError::BadHeader("structure block outside the blob"));
     }
@@ -464,7 +477,9 @@ fn parse_header(b: &[u8]) -> Result<Header, DtError> {
         return Err(DtError::BadHeader("strings block outside the blob"));
     }
     if !within(h.off_rsvmap, 16) {
-        return Err(DtError::BadHeader("memory reservation block outside the blob"));
+        return Err(DtError::BadHeader(
+            "memory reservation block outside the blob",
+        ));
     }
     if !h.off_struct.is_multiple_of(4) || !h.off_rsvmap.is_multiple_of(8) {
         return Err(DtError::BadHeader("misaligned block offset"));
@@ -588,7 +603,8 @@ pub fn validate(blob: &[u8]) -> Result<&[u8], DtError> {
                     Some(n) => n,
                     None => return mal(tok_off, "property name not NUL-terminated UTF-8"),
                 };
-                if matches!(name, "#address-cells" | "#size-cells" | "#interrupt-cells") && len != 4 {
+                if matches!(name, "#address-cells" | "#size-cells" | "#interrupt-cells") && len != 4
+                {
                     return mal(tok_off, "cell-count property is not 4 bytes");
                 }
                 p = align4(p + len);
@@ -654,7 +670,9 @@ fn prop_u32(n: Node<'_, '_>, name: &str) -> Option<u32> {
 }
 
 fn strings(v: &[u8]) -> impl Iterator<Item = &str> {
-    v.split(|&c| c == 0).filter(|s| !s.is_empty()).filter_map(|s| core::str::from_utf8(s).ok())
+    v.split(|&c| c == 0)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| core::str::from_utf8(s).ok())
 }
 
 fn is_compatible(n: Node<'_, '_>, c: &str) -> bool {
@@ -713,7 +731,10 @@ impl<'b, 'a> Tree<'b, 'a> {
             if chain.len >= MAX_DEPTH {
                 return None;
             }
-            let child = chain.node().children().find(|c| name_matches(c.name, comp))?;
+            let child = chain
+                .node()
+                .children()
+                .find(|c| name_matches(c.name, comp))?;
             chain.nodes[chain.len] = Some(child);
             chain.len += 1;
         }
@@ -739,7 +760,10 @@ impl<'b, 'a> Tree<'b, 'a> {
             if chain.len >= MAX_DEPTH {
                 return None;
             }
-            let child = chain.node().children().find(|c| name_matches(c.name, comp))?;
+            let child = chain
+                .node()
+                .children()
+                .find(|c| name_matches(c.name, comp))?;
             chain.nodes[chain.len] = Some(child);
             chain.len += 1;
         }
@@ -776,7 +800,12 @@ impl<'b, 'a> Tree<'b, 'a> {
 
     /// Translates a bus address of the chain's node (i.e. in its parent's address
     /// space) into a CPU physical address through the ancestors' `ranges`.
-    fn translate(&self, chain: &Chain<'b, 'a>, addr: u64, what: &'static str) -> Result<u64, DtError> {
+    fn translate(
+        &self,
+        chain: &Chain<'b, 'a>,
+        addr: u64,
+        what: &'static str,
+    ) -> Result<u64, DtError> {
         let mut a = addr;
         // Bus i (an ancestor of the node) maps its children's addresses into bus i-1's.
         for i in (1..chain.len.saturating_sub(1)).rev() {
@@ -823,9 +852,15 @@ impl<'b, 'a> Tree<'b, 'a> {
         what: &'static str,
     ) -> Result<Bounded<HostRange, N>, DtError> {
         let node = chain.node();
-        let parent = chain.parent().ok_or(DtError::BadProperty { node: what, prop: "reg" })?;
+        let parent = chain.parent().ok_or(DtError::BadProperty {
+            node: what,
+            prop: "reg",
+        })?;
         let (ac, sc) = cells(parent);
-        let bad = DtError::BadProperty { node: what, prop: "reg" };
+        let bad = DtError::BadProperty {
+            node: what,
+            prop: "reg",
+        };
         let v = prop(node, "reg").ok_or(bad)?;
         let entry = (ac + sc) * 4;
         if ac == 0 || ac > 2 || sc > 2 || v.len() % entry != 0 {
@@ -870,7 +905,10 @@ impl<'b, 'a> Tree<'b, 'a> {
             return Ok(None);
         }
         if v.len() % 12 != 0 {
-            return Err(DtError::BadProperty { node: what, prop: "interrupts" });
+            return Err(DtError::BadProperty {
+                node: what,
+                prop: "interrupts",
+            });
         }
         let mut out = Bounded::new();
         for e in v.chunks_exact(12) {
@@ -899,7 +937,9 @@ pub fn parse(blob: &[u8]) -> Result<HostPlatform<'_>, DtError> {
     let mut compatible = Bounded::new();
     if let Some(v) = prop(root, "compatible") {
         for s in strings(v) {
-            compatible.push(s).map_err(|_| DtError::TooMany("root compatible strings"))?;
+            compatible
+                .push(s)
+                .map_err(|_| DtError::TooMany("root compatible strings"))?;
         }
     }
 
@@ -917,7 +957,9 @@ pub fn parse(blob: &[u8]) -> Result<HostPlatform<'_>, DtError> {
         chain.len = 2;
         for r in tree.regs::<MAX_MEMORY>(&chain, "memory")?.iter() {
             if r.size != 0 {
-                memory.push(*r).map_err(|_| DtError::TooMany("memory ranges"))?;
+                memory
+                    .push(*r)
+                    .map_err(|_| DtError::TooMany("memory ranges"))?;
             }
         }
     }
@@ -949,13 +991,18 @@ pub fn parse(blob: &[u8]) -> Result<HostPlatform<'_>, DtError> {
             chain.nodes[chain.len] = Some(child);
             chain.len += 1;
             for r in tree.regs::<4>(&chain, "reserved-memory")?.iter() {
-                reserved.push(*r).map_err(|_| DtError::TooMany("reserved ranges"))?;
+                reserved
+                    .push(*r)
+                    .map_err(|_| DtError::TooMany("reserved ranges"))?;
             }
         }
     }
 
     // CPUs.
-    let cpus_node = tree.lookup("/cpus").ok_or(DtError::MissingNode("/cpus"))?.node();
+    let cpus_node = tree
+        .lookup("/cpus")
+        .ok_or(DtError::MissingNode("/cpus"))?
+        .node();
     let (cac, _) = cells(cpus_node);
     let mut cpus = Bounded::<CpuInfo<'_>, MAX_CPUS>::new();
     for cpu in cpus_node.children() {
@@ -965,7 +1012,10 @@ pub fn parse(blob: &[u8]) -> Result<HostPlatform<'_>, DtError> {
         if prop_str(cpu, "status").is_some_and(|s| s != "okay" && s != "ok") {
             continue;
         }
-        let bad = DtError::BadProperty { node: "cpu", prop: "reg" };
+        let bad = DtError::BadProperty {
+            node: "cpu",
+            prop: "reg",
+        };
         let reg = prop(cpu, "reg").ok_or(bad)?;
         if cac == 0 || cac > 2 || reg.len() < cac * 4 {
             return Err(bad);
@@ -995,7 +1045,9 @@ pub fn parse(blob: &[u8]) -> Result<HostPlatform<'_>, DtError> {
 
     let psci = parse_psci(&tree)?;
     let gic = parse_gic(&tree)?;
-    let stdout_path = tree.lookup("/chosen").and_then(|c| prop_str(c.node(), "stdout-path"));
+    let stdout_path = tree
+        .lookup("/chosen")
+        .and_then(|c| prop_str(c.node(), "stdout-path"));
     let uart = match stdout_path {
         Some(sp) => parse_uart(&tree, sp)?,
         None => None,
@@ -1028,7 +1080,10 @@ fn parse_initrd(chosen: Node<'_, '_>) -> Result<Option<HostRange>, DtError> {
             None => Ok(None),
             Some(v) if v.len() == 4 => Ok(be32(v, 0).map(u64::from)),
             Some(v) if v.len() == 8 => Ok(be64(v, 0)),
-            Some(_) => Err(DtError::BadProperty { node: "chosen", prop: name }),
+            Some(_) => Err(DtError::BadProperty {
+                node: "chosen",
+                prop: name,
+            }),
         }
     };
     match (read("linux,initrd-start")?, read("linux,initrd-end")?) {
@@ -1060,7 +1115,12 @@ fn parse_psci(tree: &Tree<'_, '_>) -> Result<Option<PsciInfo>, DtError> {
     let method = match prop_str(n, "method") {
         Some("hvc") => PsciMethod::Hvc,
         Some("smc") => PsciMethod::Smc,
-        _ => return Err(DtError::BadProperty { node: "psci", prop: "method" }),
+        _ => {
+            return Err(DtError::BadProperty {
+                node: "psci",
+                prop: "method",
+            })
+        }
     };
     Ok(Some(PsciInfo {
         method,
@@ -1105,10 +1165,22 @@ fn parse_gic<'a>(tree: &Tree<'_, 'a>) -> Result<Option<GicInfo<'a>>, DtError> {
     })?;
     let (gicc, gicr, gich, gicv) = if v3 {
         let nr = prop_u32(n, "#redistributor-regions").unwrap_or(1).max(1) as usize;
-        let rest = r.get(1 + nr.min(r.len().saturating_sub(1))..).unwrap_or(&[]);
-        (rest.first().copied(), r.get(1).copied(), rest.get(1).copied(), rest.get(2).copied())
+        let rest = r
+            .get(1 + nr.min(r.len().saturating_sub(1))..)
+            .unwrap_or(&[]);
+        (
+            rest.first().copied(),
+            r.get(1).copied(),
+            rest.get(1).copied(),
+            rest.get(2).copied(),
+        )
     } else {
-        (r.get(1).copied(), None, r.get(2).copied(), r.get(3).copied())
+        (
+            r.get(1).copied(),
+            None,
+            r.get(2).copied(),
+            r.get(3).copied(),
+        )
     };
     let maintenance_irq = tree
         .irqs::<4>(&chain, "interrupt-controller")?
@@ -1125,7 +1197,10 @@ fn parse_gic<'a>(tree: &Tree<'_, 'a>) -> Result<Option<GicInfo<'a>>, DtError> {
     }))
 }
 
-fn parse_uart<'a>(tree: &Tree<'_, 'a>, stdout_path: &'a str) -> Result<Option<UartInfo<'a>>, DtError> {
+fn parse_uart<'a>(
+    tree: &Tree<'_, 'a>,
+    stdout_path: &'a str,
+) -> Result<Option<UartInfo<'a>>, DtError> {
     let (path, opts) = match stdout_path.find(':') {
         Some(i) => (&stdout_path[..i], Some(&stdout_path[i + 1..])),
         None => (stdout_path, None),
@@ -1139,7 +1214,10 @@ fn parse_uart<'a>(tree: &Tree<'_, 'a>, stdout_path: &'a str) -> Result<Option<Ua
     }
     let regs = tree.regs::<4>(&chain, "uart")?;
     let Some(r) = regs.as_slice().first() else {
-        return Err(DtError::BadProperty { node: "uart", prop: "reg" });
+        return Err(DtError::BadProperty {
+            node: "uart",
+            prop: "reg",
+        });
     };
     let clock_hz = prop_u32(n, "clock-frequency").or_else(|| {
         let clk = prop(n, "clocks").and_then(|v| be32(v, 0))?;
@@ -1172,7 +1250,9 @@ fn parse_uart<'a>(tree: &Tree<'_, 'a>, stdout_path: &'a str) -> Result<Option<Ua
 }
 
 fn parse_timer(tree: &Tree<'_, '_>) -> Result<Option<TimerInfo>, DtError> {
-    let Some(chain) = tree.find(&|n| is_compatible(n, "arm,armv8-timer") || is_compatible(n, "arm,armv7-timer")) else {
+    let Some(chain) =
+        tree.find(&|n| is_compatible(n, "arm,armv8-timer") || is_compatible(n, "arm,armv7-timer"))
+    else {
         return Ok(None);
     };
     let irqs = tree.irqs::<5>(&chain, "timer")?.unwrap_or_default();
@@ -1246,7 +1326,10 @@ pub(crate) mod tests {
                 r(0x0804_0000, 0x1_0000)
             ]
         );
-        assert_eq!(HostPlatform::parse(GICV2).unwrap().model_or_compatible(), "linux,dummy-virt");
+        assert_eq!(
+            HostPlatform::parse(GICV2).unwrap().model_or_compatible(),
+            "linux,dummy-virt"
+        );
         let mut n = 0;
         for _ in &p.memory {
             n += 1;
@@ -1272,13 +1355,22 @@ pub(crate) mod tests {
     #[test]
     fn total_size_header_checks() {
         assert_eq!(fdt_total_size(&GICV2[..40]), Ok(GICV2.len()));
-        assert_eq!(fdt_total_size(&GICV2[..39]), Err(DtError::Truncated { needed: 40, have: 39 }));
+        assert_eq!(
+            fdt_total_size(&GICV2[..39]),
+            Err(DtError::Truncated {
+                needed: 40,
+                have: 39
+            })
+        );
         let mut h = GICV2[..40].to_vec();
         h[0] = 0;
         assert_eq!(fdt_total_size(&h), Err(DtError::BadMagic(0x000d_feed)));
         let mut h = GICV2[..40].to_vec();
         h[23] = 16; // version 16
-        assert!(matches!(fdt_total_size(&h), Err(DtError::UnsupportedVersion { .. })));
+        assert!(matches!(
+            fdt_total_size(&h),
+            Err(DtError::UnsupportedVersion { .. })
+        ));
         let mut h = GICV2[..40].to_vec();
         h[4..8].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
         assert_eq!(fdt_total_size(&h), Err(DtError::BadTotalSize(0x7fff_ffff)));
@@ -1311,7 +1403,11 @@ pub(crate) mod tests {
 
     impl Builder {
         pub(crate) fn new() -> Self {
-            Self { strct: Vec::new(), strs: Vec::new(), rsv: Vec::new() }
+            Self {
+                strct: Vec::new(),
+                strs: Vec::new(),
+                rsv: Vec::new(),
+            }
         }
         fn tok(&mut self, t: u32) {
             self.strct.extend_from_slice(&t.to_be_bytes());
@@ -1333,7 +1429,11 @@ pub(crate) mod tests {
             self
         }
         pub(crate) fn prop(&mut self, name: &str, v: &[u8]) -> &mut Self {
-            let off = match self.strs.windows(name.len() + 1).position(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0) {
+            let off = match self
+                .strs
+                .windows(name.len() + 1)
+                .position(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0)
+            {
                 Some(o) => o,
                 None => {
                     let o = self.strs.len();
@@ -1343,7 +1443,8 @@ pub(crate) mod tests {
                 }
             };
             self.tok(FDT_PROP);
-            self.strct.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            self.strct
+                .extend_from_slice(&(v.len() as u32).to_be_bytes());
             self.strct.extend_from_slice(&(off as u32).to_be_bytes());
             self.strct.extend_from_slice(v);
             self.pad();
@@ -1404,22 +1505,37 @@ pub(crate) mod tests {
             .prop("compatible", b"raspberrypi,4-model-b\0brcm,bcm2711\0")
             .str("model", "Raspberry Pi 4 Model B")
             .cells("interrupt-parent", &[1]);
-        b.begin("aliases").str("serial1", "/soc/serial@7e201000").end();
+        b.begin("aliases")
+            .str("serial1", "/soc/serial@7e201000")
+            .end();
         b.begin("chosen")
             .str("stdout-path", "serial1:115200n8")
             .cells("linux,initrd-start", &[0x0200_0000])
             .cells("linux,initrd-end", &[0, 0x0210_0000])
             .end();
-        b.begin("memory@0").str("device_type", "memory").cells("reg", &[0, 0, 0x3b40_0000, 0, 0x4000_0000, 0xbc00_0000]).end();
-        b.begin("memory@100000000").str("device_type", "memory").cells("reg", &[1, 0, 0x8000_0000]).end();
+        b.begin("memory@0")
+            .str("device_type", "memory")
+            .cells("reg", &[0, 0, 0x3b40_0000, 0, 0x4000_0000, 0xbc00_0000])
+            .end();
+        b.begin("memory@100000000")
+            .str("device_type", "memory")
+            .cells("reg", &[1, 0, 0x8000_0000])
+            .end();
         b.begin("reserved-memory")
             .cells("#address-cells", &[2])
             .cells("#size-cells", &[1])
             .prop("ranges", &[]);
-        b.begin("linux,cma").str("compatible", "shared-dma-pool").cells("size", &[0x400_0000]).end();
-        b.begin("nvram@0").cells("reg", &[0, 0x3ee0_0000, 0x1000]).end();
+        b.begin("linux,cma")
+            .str("compatible", "shared-dma-pool")
+            .cells("size", &[0x400_0000])
+            .end();
+        b.begin("nvram@0")
+            .cells("reg", &[0, 0x3ee0_0000, 0x1000])
+            .end();
         b.end();
-        b.begin("cpus").cells("#address-cells", &[1]).cells("#size-cells", &[0]);
+        b.begin("cpus")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[0]);
         for i in 0..4u32 {
             b.begin(&alloc::format!("cpu@{i}"))
                 .str("device_type", "cpu")
@@ -1429,17 +1545,35 @@ pub(crate) mod tests {
                 .end();
         }
         b.end();
-        b.begin("psci").prop("compatible", b"arm,psci-1.0\0arm,psci-0.2\0").str("method", "smc").end();
+        b.begin("psci")
+            .prop("compatible", b"arm,psci-1.0\0arm,psci-0.2\0")
+            .str("method", "smc")
+            .end();
         b.begin("timer")
             .prop("compatible", b"arm,armv8-timer\0arm,armv7-timer\0")
-            .cells("interrupts", &[1, 13, 0xf08, 1, 14, 0xf08, 1, 11, 0xf08, 1, 10, 0xf08])
+            .cells(
+                "interrupts",
+                &[1, 13, 0xf08, 1, 14, 0xf08, 1, 11, 0xf08, 1, 10, 0xf08],
+            )
             .cells("clock-frequency", &[54_000_000])
             .end();
         b.begin("soc")
             .str("compatible", "simple-bus")
             .cells("#address-cells", &[1])
             .cells("#size-cells", &[1])
-            .cells("ranges", &[0x7e00_0000, 0, 0xfe00_0000, 0x0180_0000, 0x4000_0000, 0, 0xff80_0000, 0x0080_0000]);
+            .cells(
+                "ranges",
+                &[
+                    0x7e00_0000,
+                    0,
+                    0xfe00_0000,
+                    0x0180_0000,
+                    0x4000_0000,
+                    0,
+                    0xff80_0000,
+                    0x0080_0000,
+                ],
+            );
         b.begin("serial@7e201000")
             .prop("compatible", b"arm,pl011\0arm,primecell\0")
             .cells("reg", &[0x7e20_1000, 0x200])
@@ -1450,7 +1584,19 @@ pub(crate) mod tests {
             .prop("interrupt-controller", &[])
             .cells("#interrupt-cells", &[3])
             .cells("phandle", &[1])
-            .cells("reg", &[0x4004_1000, 0x1000, 0x4004_2000, 0x2000, 0x4004_4000, 0x2000, 0x4004_6000, 0x2000])
+            .cells(
+                "reg",
+                &[
+                    0x4004_1000,
+                    0x1000,
+                    0x4004_2000,
+                    0x2000,
+                    0x4004_4000,
+                    0x2000,
+                    0x4004_6000,
+                    0x2000,
+                ],
+            )
             .cells("interrupts", &[1, 9, 0xf04])
             .end();
         b.end();
@@ -1462,12 +1608,28 @@ pub(crate) mod tests {
     fn synthetic_rpi4_like_tree() {
         let blob = rpi4_like();
         let p = parse(&blob).unwrap();
-        assert_eq!(p.compatible.as_slice(), &["raspberrypi,4-model-b", "brcm,bcm2711"]);
-        assert_eq!(p.memory.as_slice(), &[r(0, 0x3b40_0000), r(0x4000_0000, 0xbc00_0000), r(0x1_0000_0000, 0x8000_0000)]);
-        assert_eq!(p.reserved.as_slice(), &[r(0, 0x1000), r(0x3ee0_0000, 0x1000)]);
+        assert_eq!(
+            p.compatible.as_slice(),
+            &["raspberrypi,4-model-b", "brcm,bcm2711"]
+        );
+        assert_eq!(
+            p.memory.as_slice(),
+            &[
+                r(0, 0x3b40_0000),
+                r(0x4000_0000, 0xbc00_0000),
+                r(0x1_0000_0000, 0x8000_0000)
+            ]
+        );
+        assert_eq!(
+            p.reserved.as_slice(),
+            &[r(0, 0x1000), r(0x3ee0_0000, 0x1000)]
+        );
         assert_eq!(p.cpus.len(), 4);
         assert_eq!(p.cpus.as_slice()[3].enable_method, Some("spin-table"));
-        assert_eq!(p.cpus.as_slice()[3].release_addr, Some(HostPhysAddr::new(0xf0)));
+        assert_eq!(
+            p.cpus.as_slice()[3].release_addr,
+            Some(HostPhysAddr::new(0xf0))
+        );
         assert_eq!(p.psci.unwrap().cpu_on, None);
         let uart = p.uart.unwrap();
         assert_eq!(uart.base, HostPhysAddr::new(0xfe20_1000));
@@ -1487,12 +1649,25 @@ pub(crate) mod tests {
     #[test]
     fn stdout_not_pl011_or_missing() {
         let mut b = Builder::new();
-        b.begin("").cells("#address-cells", &[1]).cells("#size-cells", &[1]);
+        b.begin("")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[1]);
         b.begin("chosen").str("stdout-path", "/uart@1000").end();
-        b.begin("uart@1000").str("compatible", "ns16550a").cells("reg", &[0x1000, 0x100]).end();
-        b.begin("memory@0").str("device_type", "memory").cells("reg", &[0, 0x1000_0000]).end();
-        b.begin("cpus").cells("#address-cells", &[1]).cells("#size-cells", &[0]);
-        b.begin("cpu@0").str("device_type", "cpu").cells("reg", &[0]).end();
+        b.begin("uart@1000")
+            .str("compatible", "ns16550a")
+            .cells("reg", &[0x1000, 0x100])
+            .end();
+        b.begin("memory@0")
+            .str("device_type", "memory")
+            .cells("reg", &[0, 0x1000_0000])
+            .end();
+        b.begin("cpus")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[0]);
+        b.begin("cpu@0")
+            .str("device_type", "cpu")
+            .cells("reg", &[0])
+            .end();
         b.end();
         b.end();
         let blob = b.build();
@@ -1509,8 +1684,13 @@ pub(crate) mod tests {
         // No memory.
         let mut b = Builder::new();
         b.begin("");
-        b.begin("cpus").cells("#address-cells", &[1]).cells("#size-cells", &[0]);
-        b.begin("cpu@0").str("device_type", "cpu").cells("reg", &[0]).end();
+        b.begin("cpus")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[0]);
+        b.begin("cpu@0")
+            .str("device_type", "cpu")
+            .cells("reg", &[0])
+            .end();
         b.end();
         b.end();
         assert_eq!(parse(&b.build()), Err(DtError::MissingNode("memory")));
@@ -1520,7 +1700,13 @@ pub(crate) mod tests {
         b.begin("a").end();
         b.str("late", "x");
         b.end();
-        assert!(matches!(parse(&b.build()), Err(DtError::Malformed { what: "property after a subnode", .. })));
+        assert!(matches!(
+            parse(&b.build()),
+            Err(DtError::Malformed {
+                what: "property after a subnode",
+                ..
+            })
+        ));
         // Bad #address-cells length.
         let mut b = Builder::new();
         b.begin("").prop("#address-cells", &[0, 1]).end();
@@ -1534,9 +1720,17 @@ pub(crate) mod tests {
         b.begin("");
         b.begin("aliases").str("a", "a").str("/x", "/x").end();
         b.begin("chosen").str("stdout-path", "a").end();
-        b.begin("memory").str("device_type", "memory").cells("reg", &[0, 0, 0x1000]).end();
-        b.begin("cpus").cells("#address-cells", &[1]).cells("#size-cells", &[0]);
-        b.begin("cpu@0").str("device_type", "cpu").cells("reg", &[0]).end();
+        b.begin("memory")
+            .str("device_type", "memory")
+            .cells("reg", &[0, 0, 0x1000])
+            .end();
+        b.begin("cpus")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[0]);
+        b.begin("cpu@0")
+            .str("device_type", "cpu")
+            .cells("reg", &[0])
+            .end();
         b.end();
         b.end();
         let blob = b.build();
@@ -1550,7 +1744,13 @@ pub(crate) mod tests {
         for _ in 0..MAX_DEPTH + 2 {
             b.end();
         }
-        assert!(matches!(parse(&b.build()), Err(DtError::Malformed { what: "nodes nested too deeply", .. })));
+        assert!(matches!(
+            parse(&b.build()),
+            Err(DtError::Malformed {
+                what: "nodes nested too deeply",
+                ..
+            })
+        ));
     }
 
     proptest! {

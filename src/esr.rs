@@ -572,7 +572,13 @@ mod tests {
         match s.class {
             ExceptionClass::WfiWfe(w) => {
                 assert!(w.is_wfe());
-                assert_eq!(w.cond, Condition { valid: true, cond: 0xe });
+                assert_eq!(
+                    w.cond,
+                    Condition {
+                        valid: true,
+                        cond: 0xe
+                    }
+                );
             }
             c => panic!("{c:?}"),
         }
@@ -586,7 +592,10 @@ mod tests {
         assert_eq!(
             s.class,
             ExceptionClass::Cp15Mcr(CpRtIss {
-                cond: Condition { valid: true, cond: 1 },
+                cond: Condition {
+                    valid: true,
+                    cond: 1
+                },
                 opc2: 0,
                 opc1: 0,
                 crn: 1,
@@ -599,7 +608,10 @@ mod tests {
         let iss = 5 << 17 | 7 << 14 | 15 << 10 | 14 << 5 | 14 << 1;
         match decode(mk(0x03, true, iss)).class {
             ExceptionClass::Cp15Mcr(a) => {
-                assert_eq!((a.opc2, a.opc1, a.crn, a.rt, a.crm, a.read), (5, 7, 15, 14, 14, false));
+                assert_eq!(
+                    (a.opc2, a.opc1, a.crn, a.rt, a.crm, a.read),
+                    (5, 7, 15, 14, 14, false)
+                );
                 assert!(!a.cond.valid);
                 assert!(a.cond.passed(0));
             }
@@ -612,7 +624,10 @@ mod tests {
         let iss = 2 << 17 | 1 << 14 | 0 << 10 | 7 << 5 | 5 << 1 | 1;
         match decode(mk(0x05, true, iss)).class {
             ExceptionClass::Cp14Mcr(a) => {
-                assert_eq!((a.opc2, a.opc1, a.crn, a.rt, a.crm, a.read), (2, 1, 0, 7, 5, true))
+                assert_eq!(
+                    (a.opc2, a.opc1, a.crn, a.rt, a.crm, a.read),
+                    (2, 1, 0, 7, 5, true)
+                )
             }
             c => panic!("{c:?}"),
         }
@@ -621,7 +636,10 @@ mod tests {
         assert_eq!(
             decode(mk(0x04, true, iss)).class,
             ExceptionClass::Cp15Mcrr(CpRrtIss {
-                cond: Condition { valid: true, cond: 0xe },
+                cond: Condition {
+                    valid: true,
+                    cond: 0xe
+                },
                 opc1: 1,
                 rt2: 1,
                 rt: 0,
@@ -633,7 +651,10 @@ mod tests {
         assert_eq!(
             decode(mk(0x06, true, iss)).class,
             ExceptionClass::Cp14Ldc(LdcIss {
-                cond: Condition { valid: false, cond: 0 },
+                cond: Condition {
+                    valid: false,
+                    cond: 0
+                },
                 imm8: 0x80,
                 rn: 2,
                 add: true,
@@ -645,11 +666,17 @@ mod tests {
 
     #[test]
     fn hvc_smc() {
-        assert_eq!(decode(mk(0x12, true, 0x1234)).class, ExceptionClass::Hvc32 { imm: 0x1234 });
+        assert_eq!(
+            decode(mk(0x12, true, 0x1234)).class,
+            ExceptionClass::Hvc32 { imm: 0x1234 }
+        );
         assert_eq!(
             decode(mk(0x13, true, 1 << 24 | 0xb << 20 | 1 << 19)).class,
             ExceptionClass::Smc32 {
-                cond: Condition { valid: true, cond: 0xb },
+                cond: Condition {
+                    valid: true,
+                    cond: 0xb
+                },
                 cc_known_pass: true
             }
         );
@@ -657,8 +684,14 @@ mod tests {
         let s = decode(0x5a00_0000);
         assert_eq!(s.class, ExceptionClass::Hvc64 { imm: 0 });
         assert_eq!(s.ec, ec::HVC64);
-        assert_eq!(decode(mk(0x16, true, 0xffff)).class, ExceptionClass::Hvc64 { imm: 0xffff });
-        assert_eq!(decode(mk(0x17, true, 7)).class, ExceptionClass::Smc64 { imm: 7 });
+        assert_eq!(
+            decode(mk(0x16, true, 0xffff)).class,
+            ExceptionClass::Hvc64 { imm: 0xffff }
+        );
+        assert_eq!(
+            decode(mk(0x17, true, 7)).class,
+            ExceptionClass::Smc64 { imm: 7 }
+        );
     }
 
     #[test]
@@ -667,7 +700,10 @@ mod tests {
         let iss = 3 << 20 | 0 << 17 | 3 << 14 | 14 << 10 | 5 << 5 | 0 << 1 | 1;
         match decode(mk(0x18, true, iss)).class {
             ExceptionClass::SysReg(r) => {
-                assert_eq!((r.op0, r.op1, r.crn, r.crm, r.op2, r.rt, r.read), (3, 3, 14, 0, 0, 5, true));
+                assert_eq!(
+                    (r.op0, r.op1, r.crn, r.crm, r.op2, r.rt, r.read),
+                    (3, 3, 14, 0, 0, 5, true)
+                );
                 assert_eq!(r.key(), sysreg(3, 3, 14, 0, 0));
             }
             c => panic!("{c:?}"),
@@ -676,7 +712,10 @@ mod tests {
         let iss = 3 << 20 | 5 << 17 | 0 << 14 | 12 << 10 | 31 << 5 | 11 << 1;
         match decode(mk(0x18, true, iss)).class {
             ExceptionClass::SysReg(r) => {
-                assert_eq!((r.op0, r.op1, r.crn, r.crm, r.op2, r.rt, r.read), (3, 0, 12, 11, 5, 31, false));
+                assert_eq!(
+                    (r.op0, r.op1, r.crn, r.crm, r.op2, r.rt, r.read),
+                    (3, 0, 12, 11, 5, 31, false)
+                );
             }
             c => panic!("{c:?}"),
         }
@@ -711,7 +750,17 @@ mod tests {
             }
             c => panic!("{c:?}"),
         }
-        let iss = 1 << 24 | 3 << 22 | 30 << 16 | 1 << 15 | 1 << 14 | 1 << 10 | 1 << 9 | 1 << 8 | 1 << 7 | 1 << 6 | 0x0f;
+        let iss = 1 << 24
+            | 3 << 22
+            | 30 << 16
+            | 1 << 15
+            | 1 << 14
+            | 1 << 10
+            | 1 << 9
+            | 1 << 8
+            | 1 << 7
+            | 1 << 6
+            | 0x0f;
         let d = DataAbortIss::from_iss(iss);
         assert_eq!(
             d,
@@ -736,8 +785,20 @@ mod tests {
 
     #[test]
     fn other_and_current_el_classes() {
-        assert_eq!(decode(mk(0x25, true, 0x10)).class, ExceptionClass::Other { ec: 0x25, iss: 0x10 });
-        assert_eq!(decode(mk(0x3f, false, 0x1ff_ffff)).class, ExceptionClass::Other { ec: 0x3f, iss: 0x1ff_ffff });
+        assert_eq!(
+            decode(mk(0x25, true, 0x10)).class,
+            ExceptionClass::Other {
+                ec: 0x25,
+                iss: 0x10
+            }
+        );
+        assert_eq!(
+            decode(mk(0x3f, false, 0x1ff_ffff)).class,
+            ExceptionClass::Other {
+                ec: 0x3f,
+                iss: 0x1ff_ffff
+            }
+        );
     }
 
     #[test]
@@ -824,8 +885,16 @@ mod tests {
         assert!(condition_passed(0xe, 0)); // AL
         assert!(condition_passed(0xf, N | Z | C | V));
         assert_eq!(nzcv_from_spsr(0x6000_03c5), Z | C);
-        assert!(Condition { valid: true, cond: 0 }.passed(Z));
-        assert!(!Condition { valid: true, cond: 0 }.passed(0));
+        assert!(Condition {
+            valid: true,
+            cond: 0
+        }
+        .passed(Z));
+        assert!(!Condition {
+            valid: true,
+            cond: 0
+        }
+        .passed(0));
     }
 
     proptest! {

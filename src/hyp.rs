@@ -108,14 +108,21 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
         Ok(p) => p,
         Err(_) => arch::power_off(PsciConduit::Smc),
     };
-    let conduit = if el == 2 { PsciConduit::Smc } else { conduit_of(&plat) };
+    let conduit = match (el, conduit_of(&plat)) {
+        // At EL2 an HVC would trap to ourselves: the firmware must be reached by SMC.
+        (2 | 3, PsciConduit::Hvc) => PsciConduit::Smc,
+        (_, c) => c,
+    };
     init_console(&plat);
     let fdt = fdt::Fdt::new(dtb).ok();
     let bootargs = fdt.as_ref().and_then(|f| f.chosen().bootargs()).unwrap_or("");
     let level = bootarg(bootargs, "hv.log").and_then(crate::logger::parse_level).unwrap_or(log::LevelFilter::Info);
     log::set_max_level(level);
     info!("hv {} starting on {} ({} CPUs), entered at EL{el}", env!("CARGO_PKG_VERSION"), plat.model_or_compatible(), plat.cpus.len());
-    if el != 2 {
+    if el == 3 {
+        info!("entered at EL3: dropped to EL2 (non-secure); PSCI needs firmware at EL3");
+    }
+    if el != 2 && el != 3 {
         fatal(
             conduit,
             format_args!(
@@ -227,9 +234,6 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
 
 /// Secondary CPU entry.
 pub fn secondary_main(cpu: usize) -> ! {
-    if let Some(sys) = SYSTEM.get() {
-        let _ = sys;
-    }
     enable_mmu_secondary();
     cpu_loop(cpu)
 }

@@ -172,10 +172,9 @@ fn classify(pstate: u64) -> Result<From, InjectError> {
 /// SCTLR_EL1.DSSBS).
 fn entry_pstate(old: u64, sctlr_el1: u64) -> u64 {
     let mut new = psr::MODE_EL1H | psr::DAIF;
-    new |= old & (psr::NZCV | psr::DIT);
-    if old & psr::NRW == 0 {
-        new |= old & psr::PAN;
-    }
+    // NZCV, DIT and PAN sit at the same SPSR bits whether the guest was in AArch64 or
+    // AArch32 state.
+    new |= old & (psr::NZCV | psr::DIT | psr::PAN);
     if sctlr_el1 & SCTLR_SPAN == 0 {
         new |= psr::PAN;
     }
@@ -206,7 +205,12 @@ fn enter(state: &GuestState, from: From, esr_el1: u64, far_el1: Option<VirtAddr>
 /// trapping ESR_EL2 and is reported for data aborts; instruction aborts always report
 /// IL=1 (the bit is RES1 for them). EC is the lower-EL variant when the guest was at
 /// EL0, the current-EL variant when it was at EL1.
-pub fn external_abort(state: &GuestState, kind: AbortKind, far: VirtAddr, il: bool) -> Result<Injection, InjectError> {
+pub fn external_abort(
+    state: &GuestState,
+    kind: AbortKind,
+    far: VirtAddr,
+    il: bool,
+) -> Result<Injection, InjectError> {
     let from = classify(state.pstate)?;
     let lower = matches!(from, From::El0Aarch64 | From::El0Aarch32);
     let (ec, il) = match (kind, lower) {
@@ -258,7 +262,13 @@ mod tests {
 
     #[test]
     fn data_abort_from_el1t() {
-        let inj = external_abort(&state(0x0000_0004), AbortKind::Data, VirtAddr::new(8), false).unwrap();
+        let inj = external_abort(
+            &state(0x0000_0004),
+            AbortKind::Data,
+            VirtAddr::new(8),
+            false,
+        )
+        .unwrap();
         assert_eq!(inj.pc, VBAR);
         assert_eq!(inj.esr_el1, 0x25 << 26 | 0x10);
         assert_eq!(inj.pstate, 0x3c5);
@@ -266,11 +276,18 @@ mod tests {
 
     #[test]
     fn aborts_from_el0() {
-        let inj = external_abort(&state(0x8000_0000), AbortKind::Data, VirtAddr::new(8), true).unwrap();
+        let inj =
+            external_abort(&state(0x8000_0000), AbortKind::Data, VirtAddr::new(8), true).unwrap();
         assert_eq!(inj.pc, VBAR + 0x400);
         assert_eq!(inj.esr_el1, 0x24 << 26 | 1 << 25 | 0x10);
         assert_eq!(inj.pstate, 0x8000_03c5);
-        let inj = external_abort(&state(0x10), AbortKind::Instruction, VirtAddr::new(8), false).unwrap();
+        let inj = external_abort(
+            &state(0x10),
+            AbortKind::Instruction,
+            VirtAddr::new(8),
+            false,
+        )
+        .unwrap();
         assert_eq!(inj.pc, VBAR + 0x600);
         assert_eq!(inj.esr_el1, 0x20 << 26 | 1 << 25 | 0x10);
         assert_eq!(inj.spsr_el1, 0x10);
@@ -278,7 +295,13 @@ mod tests {
 
     #[test]
     fn instruction_abort_current_el() {
-        let inj = external_abort(&state(0x3c5), AbortKind::Instruction, VirtAddr::new(0x4000_0000), false).unwrap();
+        let inj = external_abort(
+            &state(0x3c5),
+            AbortKind::Instruction,
+            VirtAddr::new(0x4000_0000),
+            false,
+        )
+        .unwrap();
         assert_eq!(inj.esr_el1, 0x8600_0010);
         assert_eq!(inj.pc, VBAR + 0x200);
         assert_eq!(inj.far_el1, Some(VirtAddr::new(0x4000_0000)));
@@ -304,7 +327,10 @@ mod tests {
         let mut st = state(psr::MODE_EL1H);
         st.sctlr_el1 = SCTLR_DSSBS;
         let inj = external_abort(&st, AbortKind::Data, VirtAddr::new(0), true).unwrap();
-        assert_eq!(inj.pstate, psr::PAN | psr::SSBS | psr::DAIF | psr::MODE_EL1H);
+        assert_eq!(
+            inj.pstate,
+            psr::PAN | psr::SSBS | psr::DAIF | psr::MODE_EL1H
+        );
     }
 
     #[test]
@@ -312,8 +338,14 @@ mod tests {
         let mut st = state(0x3c5);
         st.vbar_el1 = 0x4000_07ff;
         assert_eq!(undefined_instruction(&st, true).unwrap().pc, 0x4000_0200);
-        assert_eq!(undefined_instruction(&state(0x3c9), true), Err(InjectError::UnsupportedMode(0x9)));
-        assert_eq!(undefined_instruction(&state(0x1d3), true), Err(InjectError::UnsupportedMode(0x13)));
+        assert_eq!(
+            undefined_instruction(&state(0x3c9), true),
+            Err(InjectError::UnsupportedMode(0x9))
+        );
+        assert_eq!(
+            undefined_instruction(&state(0x1d3), true),
+            Err(InjectError::UnsupportedMode(0x13))
+        );
     }
 
     proptest! {

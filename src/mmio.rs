@@ -83,7 +83,9 @@ pub enum DeviceError {
 impl fmt::Display for DeviceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadSize { offset, size } => write!(f, "unsupported {size}-byte access at offset {offset:#x}"),
+            Self::BadSize { offset, size } => {
+                write!(f, "unsupported {size}-byte access at offset {offset:#x}")
+            }
             Self::BadOffset(o) => write!(f, "bad offset {o:#x}"),
         }
     }
@@ -222,7 +224,11 @@ impl MmioRouter {
 
     /// Registers `dev` for `range`; fails if the range is empty, wraps, or overlaps a
     /// registered one.
-    pub fn register(&mut self, range: GuestRange, dev: Box<dyn MmioDevice>) -> Result<DeviceId, MmioError> {
+    pub fn register(
+        &mut self,
+        range: GuestRange,
+        dev: Box<dyn MmioDevice>,
+    ) -> Result<DeviceId, MmioError> {
         if range.size == 0 || range.start.0.checked_add(range.size).is_none() {
             return Err(MmioError::BadRange(range));
         }
@@ -244,7 +250,10 @@ impl MmioRouter {
 
     /// The device covering `ipa`, if any.
     pub fn lookup(&self, ipa: GuestPhysAddr) -> Option<DeviceId> {
-        self.slots.iter().position(|s| s.range.contains(ipa)).map(DeviceId)
+        self.slots
+            .iter()
+            .position(|s| s.range.contains(ipa))
+            .map(DeviceId)
     }
 
     /// True if some device covers `ipa`.
@@ -255,7 +264,12 @@ impl MmioRouter {
     /// Performs `access` at `ipa`. For a write, `reg_value` is the source register's
     /// current value (ignored when the register is 31); for a read it is unused.
     /// Counts the access against the device.
-    pub fn dispatch(&mut self, ipa: GuestPhysAddr, access: &MmioAccess, reg_value: u64) -> Result<MmioOutcome, MmioError> {
+    pub fn dispatch(
+        &mut self,
+        ipa: GuestPhysAddr,
+        access: &MmioAccess,
+        reg_value: u64,
+    ) -> Result<MmioOutcome, MmioError> {
         if !matches!(access.size, 1 | 2 | 4 | 8) {
             return Err(MmioError::BadSize(access.size));
         }
@@ -325,7 +339,10 @@ impl MmioRouter {
 
     /// Total accesses (reads + writes) over all devices.
     pub fn total_accesses(&self) -> u64 {
-        self.slots.iter().map(|s| s.stats.reads + s.stats.writes).sum()
+        self.slots
+            .iter()
+            .map(|s| s.stats.reads + s.stats.writes)
+            .sum()
     }
 
     /// `(name, range, counters)` of every device, in registration order.
@@ -418,8 +435,14 @@ mod tests {
             }
         );
         let a = MmioAccess::from_raw_iss(iss(true, 3, false, 31, true, true, false)).unwrap();
-        assert_eq!((a.size, a.reg, a.reg64, a.write, a.acquire_release), (8, 31, true, false, true));
-        assert_eq!(MmioAccess::from_raw_iss(iss(false, 2, false, 5, false, false, true)), Err(MmioError::NoSyndrome));
+        assert_eq!(
+            (a.size, a.reg, a.reg64, a.write, a.acquire_release),
+            (8, 31, true, false, true)
+        );
+        assert_eq!(
+            MmioAccess::from_raw_iss(iss(false, 2, false, 5, false, false, true)),
+            Err(MmioError::NoSyndrome)
+        );
     }
 
     #[test]
@@ -441,14 +464,26 @@ mod tests {
         assert_eq!(mk(1, true, true).load_value(0x7f), 0x7f);
         // LDRSH w0 / x0.
         assert_eq!(mk(2, true, false).load_value(0x8001), 0xffff_8001);
-        assert_eq!(mk(2, true, true).load_value(0x1_8001), 0xffff_ffff_ffff_8001);
+        assert_eq!(
+            mk(2, true, true).load_value(0x1_8001),
+            0xffff_ffff_ffff_8001
+        );
         assert_eq!(mk(2, false, true).load_value(0x1_8001), 0x8001);
         // LDR w0 / LDRSW x0.
-        assert_eq!(mk(4, false, false).load_value(0xdead_beef_8000_0000), 0x8000_0000);
-        assert_eq!(mk(4, true, true).load_value(0x8000_0000), 0xffff_ffff_8000_0000);
+        assert_eq!(
+            mk(4, false, false).load_value(0xdead_beef_8000_0000),
+            0x8000_0000
+        );
+        assert_eq!(
+            mk(4, true, true).load_value(0x8000_0000),
+            0xffff_ffff_8000_0000
+        );
         // LDR x0.
         assert_eq!(mk(8, false, true).load_value(u64::MAX), u64::MAX);
-        assert_eq!(mk(8, true, true).load_value(0x8000_0000_0000_0000), 0x8000_0000_0000_0000);
+        assert_eq!(
+            mk(8, true, true).load_value(0x8000_0000_0000_0000),
+            0x8000_0000_0000_0000
+        );
     }
 
     #[test]
@@ -466,8 +501,11 @@ mod tests {
     #[test]
     fn register_rejects_overlaps() {
         let mut r = MmioRouter::new();
-        let a = r.register(GuestRange::new(gpa(0x0900_0000), 0x1000), probe(0)).unwrap();
-        r.register(GuestRange::new(gpa(0x0900_1000), 0x1000), probe(0)).unwrap();
+        let a = r
+            .register(GuestRange::new(gpa(0x0900_0000), 0x1000), probe(0))
+            .unwrap();
+        r.register(GuestRange::new(gpa(0x0900_1000), 0x1000), probe(0))
+            .unwrap();
         assert!(matches!(
             r.register(GuestRange::new(gpa(0x08ff_f000), 0x1001), probe(0)),
             Err(MmioError::Overlap { .. })
@@ -476,7 +514,10 @@ mod tests {
             r.register(GuestRange::new(gpa(0x0900_0fff), 1), probe(0)),
             Err(MmioError::Overlap { .. })
         ));
-        assert!(matches!(r.register(GuestRange::new(gpa(0x1000), 0), probe(0)), Err(MmioError::BadRange(_))));
+        assert!(matches!(
+            r.register(GuestRange::new(gpa(0x1000), 0), probe(0)),
+            Err(MmioError::BadRange(_))
+        ));
         assert!(matches!(
             r.register(GuestRange::new(gpa(u64::MAX - 10), 0x100), probe(0)),
             Err(MmioError::BadRange(_))
@@ -489,19 +530,30 @@ mod tests {
     #[test]
     fn dispatch_read_write_and_counters() {
         let mut r = MmioRouter::new();
-        let id = r.register(GuestRange::new(gpa(0x0b00_0000), 0x1000), probe(0xffff_ffff_ffff_fff0)).unwrap();
+        let id = r
+            .register(
+                GuestRange::new(gpa(0x0b00_0000), 0x1000),
+                probe(0xffff_ffff_ffff_fff0),
+            )
+            .unwrap();
         // STRH w7 -> offset 0x10.
         let w = MmioAccess::from_raw_iss(iss(true, 1, false, 7, false, false, true)).unwrap();
         let out = r.dispatch(gpa(0x0b00_0010), &w, 0x1_2345).unwrap();
         assert_eq!(out.writeback, None);
-        assert_eq!(r.device_mut::<Probe>(id).unwrap().last, Some((0x10, 2, 0x2345)));
+        assert_eq!(
+            r.device_mut::<Probe>(id).unwrap().last,
+            Some((0x10, 2, 0x2345))
+        );
         // LDRSB x2.
         let rd = MmioAccess::from_raw_iss(iss(true, 0, true, 2, true, false, false)).unwrap();
         let out = r.dispatch(gpa(0x0b00_0000), &rd, 0).unwrap();
         assert_eq!(out.writeback, Some((2, 0xffff_ffff_ffff_fff0)));
         // LDR wzr: discarded.
         let rz = MmioAccess::from_raw_iss(iss(true, 2, false, 31, false, false, false)).unwrap();
-        assert_eq!(r.dispatch(gpa(0x0b00_0000), &rz, 0).unwrap().writeback, None);
+        assert_eq!(
+            r.dispatch(gpa(0x0b00_0000), &rz, 0).unwrap().writeback,
+            None
+        );
         // Device error is reported and counted.
         assert_eq!(
             r.dispatch(gpa(0x0b00_0100), &rd, 0),
@@ -511,16 +563,117 @@ mod tests {
             })
         );
         // Unmapped and crossing accesses.
-        assert_eq!(r.dispatch(gpa(0x0c00_0000), &rd, 0), Err(MmioError::Unmapped(gpa(0x0c00_0000))));
+        assert_eq!(
+            r.dispatch(gpa(0x0c00_0000), &rd, 0),
+            Err(MmioError::Unmapped(gpa(0x0c00_0000)))
+        );
         let r8 = MmioAccess::from_raw_iss(iss(true, 3, false, 1, true, false, false)).unwrap();
-        assert_eq!(r.dispatch(gpa(0x0b00_0ffc), &r8, 0), Err(MmioError::CrossesRange(gpa(0x0b00_0ffc))));
+        assert_eq!(
+            r.dispatch(gpa(0x0b00_0ffc), &r8, 0),
+            Err(MmioError::CrossesRange(gpa(0x0b00_0ffc)))
+        );
         let st = r.stats(id).unwrap();
-        assert_eq!(st, DeviceStats { reads: 3, writes: 1, errors: 1 });
+        assert_eq!(
+            st,
+            DeviceStats {
+                reads: 3,
+                writes: 1,
+                errors: 1
+            }
+        );
         assert_eq!(r.total_accesses(), 4);
         assert_eq!(r.name(id), Some("probe"));
         assert_eq!(r.iter_stats().count(), 1);
         r.reset_devices();
         assert_eq!(r.find_mut::<Probe>().unwrap().resets, 1);
+    }
+
+    /// The default VM's test device driven through ISS-decoded accesses, as the
+    /// on-target MMIO tests do: every size, signed loads into W and X, stores from XZR.
+    #[test]
+    fn testdev_through_the_router() {
+        use crate::devices::TestDev;
+        let mut r = MmioRouter::new();
+        r.register(
+            GuestRange::new(gpa(0x0b00_0000), 0x1000),
+            Box::new(TestDev::new()),
+        )
+        .unwrap();
+        // (SAS, SSE, SRT, SF, WnR)
+        let acc = |sas, sse, srt, sf, wnr| {
+            MmioAccess::from_raw_iss(iss(true, sas, sse, srt, sf, false, wnr)).unwrap()
+        };
+        let mut run =
+            |a: MmioAccess, addr: u64, v: u64| r.dispatch(gpa(addr), &a, v).unwrap().writeback;
+        // LDR w8, [ID]
+        assert_eq!(
+            run(acc(2, false, 8, false, false), 0x0b00_0000, 0),
+            Some((8, 0x4856_5444))
+        );
+        // STR x1, then STR w4 / STRH w3 / STRB w2 into SCRATCH.
+        assert_eq!(
+            run(
+                acc(3, false, 1, true, true),
+                0x0b00_0008,
+                0x1111_2222_3333_4444
+            ),
+            None
+        );
+        run(acc(2, false, 4, false, true), 0x0b00_0008, 0x5555_6666);
+        run(acc(1, false, 3, false, true), 0x0b00_000a, 0xdead_8001);
+        run(acc(0, false, 2, false, true), 0x0b00_000f, 0xffff_ff80);
+        // LDR x5 sees all four writes.
+        assert_eq!(
+            run(acc(3, false, 5, true, false), 0x0b00_0008, 0),
+            Some((5, 0x8011_2222_8001_6666))
+        );
+        // LDRSB x6 / LDRSB w6 / LDRB w6 of the top byte 0x80.
+        assert_eq!(
+            run(acc(0, true, 6, true, false), 0x0b00_000f, 0),
+            Some((6, 0xffff_ffff_ffff_ff80))
+        );
+        assert_eq!(
+            run(acc(0, true, 6, false, false), 0x0b00_000f, 0),
+            Some((6, 0xffff_ff80))
+        );
+        assert_eq!(
+            run(acc(0, false, 6, false, false), 0x0b00_000f, 0),
+            Some((6, 0x80))
+        );
+        // LDRSH w7 / LDRSH x7 of 0x8001.
+        assert_eq!(
+            run(acc(1, true, 7, false, false), 0x0b00_000a, 0),
+            Some((7, 0xffff_8001))
+        );
+        assert_eq!(
+            run(acc(1, true, 7, true, false), 0x0b00_000a, 0),
+            Some((7, 0xffff_ffff_ffff_8001))
+        );
+        // LDRSW x9 of 0x8011_2222.
+        assert_eq!(
+            run(acc(2, true, 9, true, false), 0x0b00_000c, 0),
+            Some((9, 0xffff_ffff_8011_2222))
+        );
+        // STR xzr clears SCRATCH whatever register 31 holds (SP on other paths).
+        run(
+            acc(3, false, 31, true, true),
+            0x0b00_0008,
+            0xffff_ffff_ffff_ffff,
+        );
+        assert_eq!(
+            run(acc(3, false, 0, true, false), 0x0b00_0008, 0),
+            Some((0, 0))
+        );
+        // PERSIST0 64-bit round trip.
+        run(
+            acc(3, false, 1, true, true),
+            0x0b00_0020,
+            0x0123_4567_89ab_cdef,
+        );
+        assert_eq!(
+            run(acc(3, false, 2, true, false), 0x0b00_0020, 0),
+            Some((2, 0x0123_4567_89ab_cdef))
+        );
     }
 
     proptest! {

@@ -224,7 +224,11 @@ impl MmioDevice for Pl011 {
         let shift = (offset & 3) * 8;
         match self.read_reg(offset & !3, shift == 0) {
             Some(v) => {
-                let m = if size == 4 { u32::MAX } else { (1u32 << (size as u32 * 8)) - 1 };
+                let m = if size == 4 {
+                    u32::MAX
+                } else {
+                    (1u32 << (size as u32 * 8)) - 1
+                };
                 Ok(((v >> shift) & m) as u64)
             }
             None => {
@@ -240,7 +244,11 @@ impl MmioDevice for Pl011 {
             return Ok(());
         }
         let shift = (offset & 3) * 8;
-        let m = if size == 4 { u32::MAX } else { (1u32 << (size as u32 * 8)) - 1 };
+        let m = if size == 4 {
+            u32::MAX
+        } else {
+            (1u32 << (size as u32 * 8)) - 1
+        };
         if !self.write_reg(offset & !3, (value as u32) << shift, m << shift) {
             warn!("pl011: write to unknown offset {offset:#x} ignored");
         }
@@ -353,7 +361,11 @@ mod tests {
         u.write(0x004, 4, 0).unwrap(); // UARTECR clears
         u.write(0x044, 4, 0x7ff).unwrap(); // ICR clears latched bits
         assert_eq!(u.read(0x004, 4), Ok(0));
-        assert_eq!(u.read(0x03c, 4).unwrap(), 0x10, "RX stays while data remains");
+        assert_eq!(
+            u.read(0x03c, 4).unwrap(),
+            0x10,
+            "RX stays while data remains"
+        );
     }
 
     #[test]

@@ -73,7 +73,8 @@ impl TestDev {
     fn scratch_lane(offset: u64, size: u8) -> Option<u32> {
         let in_window = (reg::SCRATCH..reg::SCRATCH + 8).contains(&offset);
         let aligned = matches!(size, 1 | 2 | 4 | 8) && offset.is_multiple_of(size as u64);
-        (in_window && aligned && offset + size as u64 <= reg::SCRATCH + 8).then(|| (offset - reg::SCRATCH) as u32 * 8)
+        (in_window && aligned && offset + size as u64 <= reg::SCRATCH + 8)
+            .then(|| (offset - reg::SCRATCH) as u32 * 8)
     }
 }
 
@@ -205,6 +206,46 @@ mod tests {
         assert_eq!(d.read(0x08, 8), Ok(0));
         assert_eq!(d.read(0x10, 4), Ok(2));
         assert_eq!(d.persist(), [0x1111_2222_3333_4444, 0x5555_6666_7777_8888]);
+    }
+
+    /// Every offset of the first 0x40 bytes at every size, against the ABI table.
+    #[test]
+    fn exhaustive_offsets_and_sizes() {
+        let mut d = TestDev::new();
+        d.set_reset_count(3);
+        d.write(0x08, 8, 0x8877_6655_4433_2211).unwrap();
+        d.write(0x20, 8, 0xaaaa).unwrap();
+        d.write(0x28, 8, 0xbbbb).unwrap();
+        for off in 0..0x40u64 {
+            for size in [1u8, 2, 4, 8] {
+                let aligned = off % size as u64 == 0;
+                let want = match (off, size) {
+                    (0x00, 4) => 0x4856_5444,
+                    (0x10, 4) => 3,
+                    (0x20, 8) => 0xaaaa,
+                    (0x28, 8) => 0xbbbb,
+                    (0x08..=0x0f, _) if aligned => {
+                        let lane = (off - 8) * 8;
+                        let m = if size == 8 {
+                            u64::MAX
+                        } else {
+                            (1u64 << (size as u32 * 8)) - 1
+                        };
+                        (0x8877_6655_4433_2211u64 >> lane) & m
+                    }
+                    _ => 0,
+                };
+                assert_eq!(d.read(off, size), Ok(want), "read {size} at {off:#x}");
+            }
+        }
+        // Writes everywhere except SCRATCH/PERSIST change nothing.
+        let before = d.clone();
+        for off in (0..0x40u64).filter(|o| !(0x08..0x10).contains(o) && *o != 0x20 && *o != 0x28) {
+            for size in [1u8, 2, 4, 8] {
+                d.write(off, size, u64::MAX).unwrap();
+            }
+        }
+        assert_eq!(d, before);
     }
 
     proptest! {

@@ -169,24 +169,40 @@ register_bitfields! [
 register_structs! {
     /// The PL011 register block (TRM 3.2 "Summary of registers").
     pub Pl011Regs {
+        /// UARTDR (3.3.1).
         (0x000 => pub dr: ReadWrite<u32, DR::Register>),
+        /// UARTRSR / UARTECR (3.3.2).
         (0x004 => pub rsr_ecr: ReadWrite<u32, RSR::Register>),
         (0x008 => _reserved0),
+        /// UARTFR (3.3.3).
         (0x018 => pub fr: ReadOnly<u32, FR::Register>),
         (0x01c => _reserved1),
+        /// UARTILPR (3.3.4).
         (0x020 => pub ilpr: ReadWrite<u32, ILPR::Register>),
+        /// UARTIBRD (3.3.5).
         (0x024 => pub ibrd: ReadWrite<u32, IBRD::Register>),
+        /// UARTFBRD (3.3.6).
         (0x028 => pub fbrd: ReadWrite<u32, FBRD::Register>),
+        /// UARTLCR_H (3.3.7).
         (0x02c => pub lcr_h: ReadWrite<u32, LCR_H::Register>),
+        /// UARTCR (3.3.8).
         (0x030 => pub cr: ReadWrite<u32, CR::Register>),
+        /// UARTIFLS (3.3.9).
         (0x034 => pub ifls: ReadWrite<u32, IFLS::Register>),
+        /// UARTIMSC (3.3.10).
         (0x038 => pub imsc: ReadWrite<u32, INT::Register>),
+        /// UARTRIS (3.3.11).
         (0x03c => pub ris: ReadOnly<u32, INT::Register>),
+        /// UARTMIS (3.3.12).
         (0x040 => pub mis: ReadOnly<u32, INT::Register>),
+        /// UARTICR (3.3.13).
         (0x044 => pub icr: WriteOnly<u32, INT::Register>),
+        /// UARTDMACR (3.3.14).
         (0x048 => pub dmacr: ReadWrite<u32, DMACR::Register>),
         (0x04c => _reserved2),
+        /// UARTPeriphID0-3 (3.3.15-3.3.18).
         (0xfe0 => pub periph_id: [ReadOnly<u32>; 4]),
+        /// UARTPCellID0-3 (3.3.19-3.3.22).
         (0xff0 => pub pcell_id: [ReadOnly<u32>; 4]),
         (0x1000 => @END),
     }
@@ -285,10 +301,14 @@ impl Pl011 {
             self.regs.fbrd.write(FBRD::BAUD_DIVFRAC.val(fbrd));
         }
         // A write to LCR_H latches IBRD/FBRD (TRM 3.3.7).
-        self.regs.lcr_h.write(LCR_H::WLEN::EightBit + LCR_H::FEN::SET);
+        self.regs
+            .lcr_h
+            .write(LCR_H::WLEN::EightBit + LCR_H::FEN::SET);
         self.regs.imsc.set(0);
         self.regs.icr.set(0x7ff);
-        self.regs.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+        self.regs
+            .cr
+            .write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
     }
 
     /// Writes one byte, waiting while the transmit FIFO is full.

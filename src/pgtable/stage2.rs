@@ -220,6 +220,9 @@ impl<M: PageTableMm, T: TlbMaintenance> Stage2PageTable<M, T> {
     }
 
     /// The VTCR_EL2 (or ARMv7 VTCR) value for this geometry; see [`Geometry::vtcr`].
+    /// It leaves VTCR_EL2.HA/HD clear: the tables rely on the hardware never writing
+    /// descriptors (AF is set in every leaf), since they update entries with plain
+    /// stores.
     pub fn vtcr(&self) -> u64 {
         self.tables.geom.vtcr().unwrap_or(0)
     }

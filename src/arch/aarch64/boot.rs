@@ -41,9 +41,7 @@ _start:
     adr     x0, 1f
     msr     elr_el3, x0
     eret
-1:
-    mrs     x20, CurrentEL
-    ubfx    x20, x20, #2, #2
+1:  // x20 still holds the entry level (3 if we dropped from EL3 to EL2 above).
     // Primary stack: top of CPU 0's stack.
     adrp    x0, {stacks}
     add     x0, x0, :lo12:{stacks}
