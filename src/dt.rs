@@ -609,7 +609,7 @@ pub fn validate(blob: &[u8]) -> Result<&[u8], DtError> {
                 }
                 p = align4(p + len);
             }
-            FDT_NOP => return mal(tok_off, "FDT_NOP tokens are not supported"),
+            FDT_NOP => return mal(tok_off, "FDT_NOP token (remove with dt::strip_nops)"),
             FDT_END => {
                 if depth != 0 || tok_off == start {
                     return mal(tok_off, "FDT_END inside a node or with no root");
@@ -622,6 +622,123 @@ pub fn validate(blob: &[u8]) -> Result<&[u8], DtError> {
             return mal(tok_off, "token outside the root node");
         }
     }
+}
+
+/// Copies `blob` into `out` without its FDT_NOP tokens (which firmware editing a tree
+/// in place may leave, and which the `fdt` crate's walkers mishandle), packing the
+/// blocks and fixing the header. Returns the new blob's size. Needs the header to be
+/// valid and `out` to be at least as large as the packed result.
+pub fn strip_nops(blob: &[u8], out: &mut [u8]) -> Result<usize, DtError> {
+    let h = parse_header(blob)?;
+    if blob.len() < h.total {
+        return Err(DtError::Truncated {
+            needed: h.total,
+            have: blob.len(),
+        });
+    }
+    let b = &blob[..h.total];
+    // Reservation map length, including the terminator.
+    let mut rsv_len = 0;
+    loop {
+        match (
+            be64(b, h.off_rsvmap + rsv_len),
+            be64(b, h.off_rsvmap + rsv_len + 8),
+        ) {
+            (Some(a), Some(s)) => {
+                rsv_len += 16;
+                if a == 0 && s == 0 {
+                    break;
+                }
+            }
+            _ => {
+                return Err(DtError::Malformed {
+                    offset: h.off_rsvmap + rsv_len,
+                    what: "unterminated memory reservation map",
+                })
+            }
+        }
+    }
+    let have = out.len();
+    let too_small = |needed| DtError::Truncated { needed, have };
+    let rsv_off = FDT_HEADER_SIZE;
+    let struct_off = rsv_off + rsv_len;
+    if out.len() < struct_off {
+        return Err(too_small(struct_off));
+    }
+    out[..FDT_HEADER_SIZE].copy_from_slice(&b[..FDT_HEADER_SIZE]);
+    out[rsv_off..struct_off].copy_from_slice(&b[h.off_rsvmap..h.off_rsvmap + rsv_len]);
+    // Copy the structure block token by token, dropping NOPs.
+    let (start, end) = (h.off_struct, h.off_struct + h.size_struct);
+    let mut p = start;
+    let mut o = struct_off;
+    loop {
+        let Some(tok) = be32(&b[..end], p) else {
+            return Err(DtError::Malformed {
+                offset: p,
+                what: "structure block ends without FDT_END",
+            });
+        };
+        let len = match tok {
+            FDT_BEGIN_NODE => {
+                let name =
+                    b[p + 4..end]
+                        .iter()
+                        .position(|&c| c == 0)
+                        .ok_or(DtError::Malformed {
+                            offset: p,
+                            what: "node name not NUL-terminated",
+                        })?;
+                4 + align4(name + 1)
+            }
+            FDT_PROP => {
+                let plen = be32(&b[..end], p + 4).ok_or(DtError::Malformed {
+                    offset: p,
+                    what: "truncated property header",
+                })? as usize;
+                // Checked: a hostile length must not overflow on 32-bit hosts.
+                plen.checked_add(15).map_or(usize::MAX, |v| v & !3)
+            }
+            FDT_END_NODE | FDT_END | FDT_NOP => 4,
+            _ => {
+                return Err(DtError::Malformed {
+                    offset: p,
+                    what: "unknown token",
+                })
+            }
+        };
+        if p.checked_add(len).is_none_or(|e| e > end) {
+            return Err(DtError::Malformed {
+                offset: p,
+                what: "token runs past the structure block",
+            });
+        }
+        if tok != FDT_NOP {
+            if out.len() < o + len {
+                return Err(too_small(o + len));
+            }
+            out[o..o + len].copy_from_slice(&b[p..p + len]);
+            o += len;
+        }
+        p += len;
+        if tok == FDT_END {
+            break;
+        }
+    }
+    let size_struct = o - struct_off;
+    let str_off = o;
+    let total = str_off + h.size_strings;
+    if out.len() < total {
+        return Err(too_small(total));
+    }
+    out[str_off..total].copy_from_slice(&b[h.off_strings..h.off_strings + h.size_strings]);
+    let mut set =
+        |i: usize, v: usize| out[i * 4..i * 4 + 4].copy_from_slice(&(v as u32).to_be_bytes());
+    set(1, total);
+    set(2, struct_off);
+    set(3, str_off);
+    set(4, rsv_off);
+    set(9, size_struct);
+    Ok(total)
 }
 
 type Node<'b, 'a> = FdtNode<'b, 'a>;
@@ -1753,7 +1870,70 @@ pub(crate) mod tests {
         ));
     }
 
+    /// Inserts a NOP token before every property of a builder-made blob.
+    fn with_nops(blob: &[u8]) -> Vec<u8> {
+        let h = parse_header(blob).unwrap();
+        let mut st = Vec::new();
+        let mut p = h.off_struct;
+        loop {
+            let tok = be32(blob, p).unwrap();
+            let len = match tok {
+                FDT_BEGIN_NODE => {
+                    4 + align4(blob[p + 4..].iter().position(|&c| c == 0).unwrap() + 1)
+                }
+                FDT_PROP => 12 + align4(be32(blob, p + 4).unwrap() as usize),
+                _ => 4,
+            };
+            if tok == FDT_PROP {
+                st.extend_from_slice(&FDT_NOP.to_be_bytes());
+            }
+            st.extend_from_slice(&blob[p..p + len]);
+            p += len;
+            if tok == FDT_END {
+                break;
+            }
+        }
+        let mut out = blob[..h.off_struct].to_vec();
+        let str_off = out.len() + st.len();
+        out.extend_from_slice(&st);
+        out.extend_from_slice(&blob[h.off_strings..h.off_strings + h.size_strings]);
+        let total = out.len();
+        out[4..8].copy_from_slice(&(total as u32).to_be_bytes());
+        out[12..16].copy_from_slice(&(str_off as u32).to_be_bytes());
+        out[36..40].copy_from_slice(&(st.len() as u32).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn nops_are_rejected_then_stripped() {
+        let nopped = with_nops(GICV2);
+        assert!(nopped.len() > GICV2.len());
+        assert!(matches!(parse(&nopped), Err(DtError::Malformed { .. })));
+        let mut buf = vec![0u8; nopped.len()];
+        let n = strip_nops(&nopped, &mut buf).unwrap();
+        assert_eq!(&buf[..n], GICV2);
+        assert_eq!(parse(&buf[..n]).unwrap(), parse(GICV2).unwrap());
+        let mut small = vec![0u8; 100];
+        assert!(matches!(
+            strip_nops(&nopped, &mut small),
+            Err(DtError::Truncated { .. })
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn strip_nops_never_panics(edits in proptest::collection::vec((0usize..9000, any::<u8>()), 0..6)) {
+            let mut v = with_nops(GICV3);
+            let len = v.len();
+            for (i, x) in edits {
+                v[i % len] = x;
+            }
+            let mut buf = vec![0u8; len];
+            if let Ok(n) = strip_nops(&v, &mut buf) {
+                let _ = parse(&buf[..n]);
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic(v in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse(&v);

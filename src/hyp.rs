@@ -12,7 +12,7 @@ use crate::dt::HostPlatform;
 use crate::loader::{self, GuestDevice, GuestDtSpec, GuestGic};
 use crate::mmio::MmioRouter;
 use crate::pgtable::{Geometry, PageTableError, Prot, Stage1PageTable, Stage2PageTable};
-use crate::vm::{Action, BootInfo, GuestMemoryMap, Vm};
+use crate::vm::{Action, BootInfo, GuestMemoryMap, Vm, VmSpec};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -392,8 +392,8 @@ fn create_vm(id: usize, c: &VmConfig, bundle: &Bundle<'static>, geometry: Geomet
     mmio.register(GuestRange::new(GuestPhysAddr::new(GUEST_TESTDEV_BASE), 0x1000), Box::new(devices::testdev::TestDev::new()))
         .map_err(|e| format!("{e:?}"))?;
     let boot = BootInfo { entry: plan.kernel.raw(), x0: plan.dtb.raw() };
-    let vm = Vm::new(id, c.name.clone(), ram, hpa, Box::new(Stage2Map { pt }), mmio, c.cpus, c.first_cpu.unwrap_or(0), boot)
-        .map_err(|e| format!("{e:?}"))?;
+    let spec = VmSpec { id, name: c.name.clone(), ram, ram_hpa: hpa, ncpus: c.cpus, first_cpu: c.first_cpu.unwrap_or(0), boot };
+    let vm = Vm::new(spec, Box::new(Stage2Map { pt }), mmio).map_err(|e| format!("{e:?}"))?;
     let img = VmImages {
         kernel,
         kernel_at: plan.kernel,

@@ -348,6 +348,31 @@ mod tests {
         );
     }
 
+    /// Every AArch64 M[3:0] value and the AArch32 modes: the vector group, the EC
+    /// variant, or the refusal.
+    #[test]
+    fn vector_choice_for_every_mode() {
+        for m in 0..32u64 {
+            let st = state(m | psr::DAIF);
+            let got = external_abort(&st, AbortKind::Data, VirtAddr::new(0), true);
+            let want = match m {
+                0b0_0000 => Some((0x400, ec::DABT_LOW)),
+                0b0_0100 => Some((0x000, ec::DABT_CUR)),
+                0b0_0101 => Some((0x200, ec::DABT_CUR)),
+                0b1_0000 => Some((0x600, ec::DABT_LOW)),
+                _ => None,
+            };
+            match (got, want) {
+                (Ok(inj), Some((off, ec))) => {
+                    assert_eq!(inj.pc, VBAR + off, "M={m:#x}");
+                    assert_eq!(inj.esr_el1 >> 26, ec, "M={m:#x}");
+                }
+                (Err(InjectError::UnsupportedMode(mm)), None) => assert_eq!(mm, m),
+                (g, w) => panic!("M={m:#x}: got {g:?}, want {w:?}"),
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(pstate in any::<u64>(), pc in any::<u64>(), vbar in any::<u64>(), sctlr in any::<u64>(), far in any::<u64>()) {

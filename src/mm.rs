@@ -111,7 +111,7 @@ impl FrameAllocator {
         let s = range.start.raw() & !(PAGE_SIZE - 1);
         let e = match range.end().checked_add(PAGE_SIZE - 1) {
             Some(v) => v & !(PAGE_SIZE - 1),
-            None => u64::MAX & !(PAGE_SIZE - 1),
+            None => !(PAGE_SIZE - 1),
         };
         let mut i = 0;
         while i < self.len {
@@ -136,7 +136,7 @@ impl FrameAllocator {
     /// Allocates `size` bytes aligned to `align` (both non-zero page multiples, `align`
     /// a power of two), first fit from the lowest address. The memory is not zeroed.
     pub fn alloc(&mut self, size: u64, align: u64) -> Result<HostPhysAddr, MmError> {
-        if size == 0 || size % PAGE_SIZE != 0 || align < PAGE_SIZE || !align.is_power_of_two() {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || align < PAGE_SIZE || !align.is_power_of_two() {
             return Err(MmError::BadRequest);
         }
         for i in 0..self.len {
@@ -169,7 +169,7 @@ impl FrameAllocator {
     /// Returns `[addr, addr + size)` to the free memory. `addr` and `size` must be
     /// page multiples; freeing memory that is already free is an error.
     pub fn free(&mut self, addr: HostPhysAddr, size: u64) -> Result<(), MmError> {
-        if size == 0 || size % PAGE_SIZE != 0 || !addr.is_aligned(PAGE_SIZE) {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || !addr.is_aligned(PAGE_SIZE) {
             return Err(MmError::BadRequest);
         }
         let r = HostRange::new(addr, size);

@@ -199,6 +199,25 @@ pub struct Vm {
     state: AtomicU8,
 }
 
+/// What a VM is made of, apart from its memory map and devices.
+#[derive(Clone, Debug)]
+pub struct VmSpec {
+    /// Index of the VM (0-based).
+    pub id: usize,
+    /// Name, used as console prefix.
+    pub name: String,
+    /// Guest RAM as the guest sees it.
+    pub ram: GuestRange,
+    /// Host memory backing the RAM (contiguous, same size).
+    pub ram_hpa: HostPhysAddr,
+    /// Number of vCPUs.
+    pub ncpus: usize,
+    /// Physical CPU of vCPU 0.
+    pub first_cpu: usize,
+    /// Where vCPU 0 starts.
+    pub boot: BootInfo,
+}
+
 /// Why a VM could not be created.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmError {
@@ -226,19 +245,10 @@ impl Trap {
 }
 
 impl Vm {
-    /// Creates a VM whose RAM `ram` is backed by host memory at `ram_hpa` and maps it
-    /// read/write/execute in `mem`.
-    pub fn new(
-        id: usize,
-        name: String,
-        ram: GuestRange,
-        ram_hpa: HostPhysAddr,
-        mut mem: alloc::boxed::Box<dyn GuestMemoryMap>,
-        mmio: MmioRouter,
-        ncpus: usize,
-        first_cpu: usize,
-        boot: BootInfo,
-    ) -> Result<Self, VmError> {
+    /// Creates a VM from `spec`, mapping its RAM read/write/execute in `mem`.
+    /// Errors if the RAM cannot be mapped (for instance, something is mapped there).
+    pub fn new(spec: VmSpec, mut mem: alloc::boxed::Box<dyn GuestMemoryMap>, mmio: MmioRouter) -> Result<Self, VmError> {
+        let VmSpec { id, name, ram, ram_hpa, ncpus, first_cpu, boot } = spec;
         mem.map(ram.start, ram_hpa, ram.size, Prot::RWX).map_err(VmError::Map)?;
         let mut vcpus = Vec::with_capacity(ncpus);
         vcpus.resize_with(ncpus, VcpuSlot::default);
@@ -441,7 +451,7 @@ impl Vm {
     /// Validates a guest-supplied RAM span (4 KiB aligned, non-empty, inside RAM).
     fn ram_span(&self, ipa: u64, size: u64) -> Option<(GuestPhysAddr, u64)> {
         let a = GuestPhysAddr::new(ipa);
-        (size != 0 && a.is_aligned(4096) && size % 4096 == 0 && self.ram.contains_span(a, size)).then_some((a, size))
+        (size != 0 && a.is_aligned(4096) && size.is_multiple_of(4096) && self.ram.contains_span(a, size)).then_some((a, size))
     }
 
     fn hv_protect(&self, ipa: u64, size: u64, perms: u64) -> i64 {
@@ -731,18 +741,16 @@ mod tests {
     fn vm(cpus: usize) -> Vm {
         let mut mmio = MmioRouter::default();
         mmio.register(GuestRange::new(GuestPhysAddr::new(DEV), 0x1000), Box::new(Reg(0))).unwrap();
-        let v = Vm::new(
-            0,
-            "t".into(),
-            GuestRange::new(GuestPhysAddr::new(RAM), 2 << 20),
-            HostPhysAddr::new(0x8000_0000),
-            Box::new(FakeMap::default()),
-            mmio,
-            cpus,
-            0,
-            BootInfo { entry: RAM + 0x8_0000, x0: 0 },
-        )
-        .unwrap();
+        let spec = VmSpec {
+            id: 0,
+            name: "t".into(),
+            ram: GuestRange::new(GuestPhysAddr::new(RAM), 2 << 20),
+            ram_hpa: HostPhysAddr::new(0x8000_0000),
+            ncpus: cpus,
+            first_cpu: 0,
+            boot: BootInfo { entry: RAM + 0x8_0000, x0: 0 },
+        };
+        let v = Vm::new(spec, Box::new(FakeMap::default()), mmio).unwrap();
         v.start();
         let _ = v.vcpus[0].take_start();
         v
@@ -921,7 +929,8 @@ mod tests {
         assert_eq!(r.x[2], 0);
         assert_eq!(r.pc, pc + 4);
         // An unknown register traps into an undefined instruction.
-        let iss = (3 << 20) | (0 << 14) | (1 << 10) | (2 << 5) | (0 << 1) | 1;
+        // op0=3 op1=0 CRn=1 CRm=0 op2=0 (SCTLR_EL1 is never trapped; stands for "unknown").
+        let iss = (3 << 20) | (1 << 10) | (2 << 5) | 1;
         let t = Trap { esr: (0x18 << 26) | (1 << 25) | iss, far: 0, hpfar: 0 };
         let mut hw = FakeHw { vbar: 0x4000_0000, ..Default::default() };
         v.handle_sync(0, &mut r, &t, &mut hw);

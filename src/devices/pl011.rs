@@ -415,6 +415,82 @@ mod tests {
         assert_eq!(&*out.lock(), b"k");
     }
 
+    /// The register sequence Linux's amba-pl011 driver performs at probe and startup
+    /// (AMBA ID read, pl011_hwinit, pl011_startup with the loopback "provoke TX"
+    /// trick of older kernels, pl011_enable_interrupts, console write, RX interrupt).
+    #[test]
+    fn linux_driver_sequence() {
+        let (mut u, out) = uart();
+        // amba_read_periphid: 32-bit reads of 0xfe0..0xffc.
+        let mut pid = 0u32;
+        let mut cid = 0u32;
+        for i in 0..4 {
+            pid |= (u.read(0xfe0 + 4 * i, 4).unwrap() as u32 & 0xff) << (8 * i);
+            cid |= (u.read(0xff0 + 4 * i, 4).unwrap() as u32 & 0xff) << (8 * i);
+        }
+        assert_eq!((pid & 0x000f_ffff, cid), (0x0004_1011, 0xb105_f00d));
+        // pl011_hwinit: clear errors and interrupts, read the mask.
+        u.write(0x004, 4, 0).unwrap();
+        u.write(0x044, 4, 0x7ff).unwrap();
+        assert_eq!(u.read(0x038, 4), Ok(0));
+        // Old startup: loopback write to provoke TX, wait for !BUSY, then normal mode.
+        u.write(0x034, 4, 0x12).unwrap();
+        u.write(0x030, 4, 0x181).unwrap(); // UARTEN | TXE | LBE
+        u.write(0x000, 4, 0).unwrap();
+        assert_eq!(u.read(0x018, 4).unwrap() & 0x8, 0);
+        u.write(0x030, 4, 0x301).unwrap();
+        // pl011_enable_interrupts: drain RX (the looped-back byte), unmask RX/RT.
+        u.write(0x044, 4, 0x7ff & !0x20).unwrap();
+        let mut drained = 0;
+        while u.read(0x018, 4).unwrap() & 0x10 == 0 && drained < 64 {
+            u.read(0x000, 4).unwrap();
+            drained += 1;
+        }
+        assert_eq!(drained, 1);
+        u.write(0x038, 4, 0x50).unwrap();
+        // Baud and line setup (pl011_set_termios), FIFO on.
+        u.write(0x024, 4, 13).unwrap();
+        u.write(0x028, 4, 1).unwrap();
+        u.write(0x02c, 4, 0x70).unwrap();
+        // Console write: poll TXFF then write.
+        for &b in b"ok\n" {
+            while u.read(0x018, 4).unwrap() & 0x20 != 0 {}
+            u.write(0x000, 4, b as u64).unwrap();
+        }
+        assert_eq!(&*out.lock(), b"ok\n");
+        // Input raises the (unmasked) RX interrupt until drained.
+        u.push_rx(b'x');
+        assert!(u.irq_level());
+        assert_eq!(u.read(0x040, 4), Ok(0x10));
+        assert_eq!(u.read(0x000, 4), Ok(b'x' as u64));
+        assert!(!u.irq_level());
+    }
+
+    proptest! {
+        #[test]
+        fn flags_and_irq_invariants(ops in proptest::collection::vec((0u8..4, any::<u8>()), 0..80)) {
+            let (mut u, _) = uart();
+            u.write(0x02c, 4, 0x70).unwrap();
+            u.write(0x038, 4, 0x7ff).unwrap();
+            let mut model = 0usize;
+            for (op, v) in ops {
+                match op {
+                    0 => { if u.push_rx(v) { model += 1; } }
+                    1 => { let _ = u.read(0x000, 4); model = model.saturating_sub(1); }
+                    2 => { let _ = u.write(0x044, 4, v as u64); }
+                    _ => { let _ = u.write(0x000, 1, v as u64); }
+                }
+                let fr = u.read(0x018, 4).unwrap();
+                prop_assert_eq!(fr & 0x10 != 0, model == 0);
+                prop_assert_eq!(fr & 0x40 != 0, model == FIFO_DEPTH);
+                let ris = u.read(0x03c, 4).unwrap();
+                let mis = u.read(0x040, 4).unwrap();
+                prop_assert_eq!(mis, ris & u.read(0x038, 4).unwrap());
+                prop_assert_eq!(u.irq_level(), mis != 0);
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(ops in proptest::collection::vec((any::<u16>(), 0u8..10, any::<u64>(), any::<bool>()), 0..64)) {

@@ -110,6 +110,10 @@ impl<T: TlbMaintenance> Flusher for S1Flush<'_, T> {
 /// [`Stage2PageTable`](super::Stage2PageTable), with `tlbi vae2is` instead of the
 /// VMID-based invalidations. Tables may be built before the MMU is on. Dropping the
 /// value does what [`destroy`](Self::destroy) does.
+///
+/// Changing or splitting a live entry opens a break window in which the range
+/// faults: never change entries that cover the code, stack or tables the CPU doing the
+/// change is using (build the identity map before turning the MMU on, as boot does).
 pub struct Stage1PageTable<M: PageTableMm, T: TlbMaintenance> {
     tables: Tables<M>,
     tlb: T,

@@ -809,9 +809,103 @@ fn valid_map_prot(p: Prot) -> bool {
     p.has_access() && !(p.contains(Prot::DEVICE) && p.contains(Prot::X))
 }
 
-/// Runs `ops` on fresh tables and on a model keyed by unit (`unit` bytes each,
-/// starting at IPA `base`) and checks every touched unit, the BBM rules, block use
-/// and that no table frame leaks.
+/// The operations the model test drives, for stage 2 and stage 1 alike (input
+/// addresses passed as `GuestPhysAddr` for both).
+trait UnderTest {
+    fn valid(&self, p: Prot) -> bool;
+    fn map(
+        &mut self,
+        ia: GuestPhysAddr,
+        pa: HostPhysAddr,
+        size: u64,
+        prot: Prot,
+    ) -> Result<(), PageTableError>;
+    fn unmap(&mut self, ia: GuestPhysAddr, size: u64) -> Result<(), PageTableError>;
+    fn protect(&mut self, ia: GuestPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError>;
+    fn query(&self, ia: GuestPhysAddr) -> Option<Mapping>;
+    fn table_frames(&self) -> usize;
+    fn destroy(self);
+}
+
+impl UnderTest for S2 {
+    fn valid(&self, p: Prot) -> bool {
+        valid_map_prot(p)
+    }
+    fn map(
+        &mut self,
+        ia: GuestPhysAddr,
+        pa: HostPhysAddr,
+        size: u64,
+        prot: Prot,
+    ) -> Result<(), PageTableError> {
+        Stage2PageTable::map(self, ia, pa, size, prot)
+    }
+    fn unmap(&mut self, ia: GuestPhysAddr, size: u64) -> Result<(), PageTableError> {
+        Stage2PageTable::unmap(self, ia, size)
+    }
+    fn protect(&mut self, ia: GuestPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+        Stage2PageTable::protect(self, ia, size, prot)
+    }
+    fn query(&self, ia: GuestPhysAddr) -> Option<Mapping> {
+        Stage2PageTable::query(self, ia)
+    }
+    fn table_frames(&self) -> usize {
+        Stage2PageTable::table_frames(self)
+    }
+    fn destroy(self) {
+        Stage2PageTable::destroy(self)
+    }
+}
+
+type S1 = Stage1PageTable<FakeMm, FakeTlb>;
+
+/// Stage 1 takes the memory type separately: DEVICE in the model's `Prot` selects it.
+fn s1_split(p: Prot) -> (MemType, Prot) {
+    let mem = if p.contains(Prot::DEVICE) {
+        MemType::Device
+    } else {
+        MemType::Normal
+    };
+    (mem, p.difference(Prot::DEVICE))
+}
+
+fn va(ia: GuestPhysAddr) -> VirtAddr {
+    VirtAddr::new(ia.raw())
+}
+
+impl UnderTest for S1 {
+    fn valid(&self, p: Prot) -> bool {
+        p.contains(Prot::R) && !(p.contains(Prot::DEVICE) && p.contains(Prot::X))
+    }
+    fn map(
+        &mut self,
+        ia: GuestPhysAddr,
+        pa: HostPhysAddr,
+        size: u64,
+        prot: Prot,
+    ) -> Result<(), PageTableError> {
+        let (mem, p) = s1_split(prot);
+        Stage1PageTable::map(self, va(ia), pa, size, mem, p)
+    }
+    fn unmap(&mut self, ia: GuestPhysAddr, size: u64) -> Result<(), PageTableError> {
+        Stage1PageTable::unmap(self, va(ia), size)
+    }
+    fn protect(&mut self, ia: GuestPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+        let (mem, p) = s1_split(prot);
+        Stage1PageTable::protect(self, va(ia), size, mem, p)
+    }
+    fn query(&self, ia: GuestPhysAddr) -> Option<Mapping> {
+        Stage1PageTable::query(self, va(ia))
+    }
+    fn table_frames(&self) -> usize {
+        Stage1PageTable::table_frames(self)
+    }
+    fn destroy(self) {
+        Stage1PageTable::destroy(self)
+    }
+}
+
+/// Runs `ops` on fresh stage-2 tables; see [`run_model_on`].
 fn run_model(
     geom: Geometry,
     base: u64,
@@ -819,7 +913,24 @@ fn run_model(
     ops: &[Op],
     check_log: bool,
 ) -> Result<(), TestCaseError> {
-    let (mut pt, mm, log) = s2(geom, check_log);
+    let (pt, mm, log) = s2(geom, check_log);
+    run_model_on(pt, geom, &mm, &log, base, unit, ops, check_log)
+}
+
+/// Runs `ops` on `pt` and on a model keyed by unit (`unit` bytes each, starting at
+/// input address `base`) and checks every touched unit, block use, that no table
+/// frame leaks and (with `check_log`, stage 2 only) the break-before-make rules.
+#[allow(clippy::too_many_arguments)]
+fn run_model_on<P: UnderTest>(
+    mut pt: P,
+    geom: Geometry,
+    mm: &FakeMm,
+    log: &Log,
+    base: u64,
+    unit: u64,
+    ops: &[Op],
+    check_log: bool,
+) -> Result<(), TestCaseError> {
     let mut model: HashMap<u64, (u64, Prot)> = HashMap::new();
     let mut touched = BTreeSet::new();
     let pa_base = 0x10_0000_0000u64 >> (40 - geom.oa_bits().min(40));
@@ -839,7 +950,7 @@ fn run_model(
                     units * unit,
                     prot,
                 );
-                let expect = if !valid_map_prot(prot) {
+                let expect = if !pt.valid(prot) {
                     Err(PageTableError::InvalidProt)
                 } else if (u..u + units).any(|i| model.contains_key(&i)) {
                     Err(PageTableError::AlreadyMapped)
@@ -884,7 +995,7 @@ fn run_model(
                 prot,
             } => {
                 let r = pt.protect(gpa(base + u * unit), units * unit, prot);
-                if valid_map_prot(prot) {
+                if pt.valid(prot) {
                     prop_assert_eq!(r, Ok(()));
                     for i in u..u + units {
                         if let Some(e) = model.get_mut(&i) {
@@ -952,7 +1063,7 @@ fn model_cfg(cases: u32) -> ProptestConfig {
 }
 
 proptest! {
-    #![proptest_config(model_cfg(3000))]
+    #![proptest_config(model_cfg(2000))]
 
     /// 4 KiB units over 8 MiB straddling the 1 GiB boundary: pages, 2 MiB blocks,
     /// splits, table allocation and freeing, in four geometries.
@@ -967,7 +1078,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(model_cfg(1500))]
+    #![proptest_config(model_cfg(1000))]
 
     /// 2 MiB units over 8 GiB: 1 GiB blocks, their splits into 2 MiB blocks.
     #[test]
@@ -980,8 +1091,67 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(model_cfg(600))]
+
+    /// The EL2 stage-1 wrapper on the same walker: pages and 2 MiB blocks around
+    /// the 1 GiB boundary, with `tlbi vae2is` maintenance.
+    #[test]
+    fn random_stage1_sequences(ops in prop::collection::vec(op_strategy(2048, 512), 1..10)) {
+        let geom = Geometry::stage1_el2(40, 40).unwrap();
+        let log: Log = Rc::default();
+        let mm = FakeMm::new(None);
+        let pt = Stage1PageTable::new(geom, mm.clone(), FakeTlb(log.clone())).unwrap();
+        run_model_on(pt, geom, &mm, &log, BLOCK_1G - 2 * BLOCK_2M, PAGE_SIZE, &ops, false)?;
+    }
+}
+
 #[test]
 fn table_desc_sanity() {
     assert!(is_table(desc::table(0x1000), 0));
     assert!(!is_table(desc::table(0x1000), 3));
+}
+
+#[test]
+fn prot_attribute_round_trip() {
+    for bits in 0..16u8 {
+        let p = Prot::from_bits(bits).unwrap();
+        match stage2::prot_to_attrs(p) {
+            Ok(a) => {
+                assert!(valid_map_prot(p));
+                assert!(a.af && a.sh == 3);
+                assert_eq!(stage2::attrs_to_prot(&a), p);
+            }
+            Err(e) => {
+                assert!(!valid_map_prot(p));
+                assert_eq!(e, PageTableError::InvalidProt);
+            }
+        }
+        for mem in [MemType::Normal, MemType::Device] {
+            if let Ok(a) = stage1::s1_attrs(mem, p) {
+                let dev = if mem == MemType::Device {
+                    Prot::DEVICE
+                } else {
+                    Prot::NONE
+                };
+                assert_eq!(stage1::s1_prot(&a), p | dev);
+                assert_eq!(
+                    a.attr_indx,
+                    if mem == MemType::Device {
+                        MAIR_IDX_DEVICE
+                    } else {
+                        MAIR_IDX_NORMAL
+                    }
+                );
+            } else {
+                assert!(
+                    !p.contains(Prot::R)
+                        || p.contains(Prot::DEVICE)
+                        || (mem == MemType::Device && p.contains(Prot::X))
+                );
+            }
+        }
+    }
+    assert_eq!(Prot::from_bits(16), None);
+    assert_eq!(format!("{:?}", Prot::DEVICE_RW), "rw-+dev");
 }

@@ -32,8 +32,11 @@ fn install_vectors_if_el2(el: u64) {
 }
 
 /// An exception taken at EL2: a hypervisor bug. Reports the frame and stops.
+///
+/// # Safety
+/// Called only by the EL2 vector code, with `frame` pointing at the 31 saved registers.
 #[no_mangle]
-pub extern "C" fn rust_hyp_fault(frame: *const u64, kind: u64) -> ! {
+pub(crate) unsafe extern "C" fn rust_hyp_fault(frame: *const u64, kind: u64) -> ! {
     let esr = read_sysreg!("esr_el2");
     let elr = read_sysreg!("elr_el2");
     let far = read_sysreg!("far_el2");
