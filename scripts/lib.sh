@@ -8,7 +8,10 @@ die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 # Builds the hypervisor for a board; prints the ELF path.
 build_hv() {
   local board=${1:-qemu-virt}
-  (cd "$ROOT" && HV_BOARD=$board cargo build -q --release --target $HV_TARGET) >&2 || die "building the hypervisor failed"
+  if ! (cd "$ROOT" && HV_BOARD=$board cargo build -q --release --target $HV_TARGET) >&2; then
+    echo "$(basename "$0"): building the hypervisor failed" >&2
+    return 1
+  fi
   echo "$ROOT/target/$HV_TARGET/release/hv"
 }
 

@@ -375,6 +375,8 @@ pub struct HostPlatform<'a> {
     pub boot_cpuid: u32,
     /// The initrd from `/chosen` (`linux,initrd-start` .. `linux,initrd-end`).
     pub initrd: Option<HostRange>,
+    /// `/chosen/bootargs`: the hypervisor's own command line (`hv.bundle=`, `hv.log=`).
+    pub bootargs: Option<&'a str>,
 }
 
 impl<'a> HostPlatform<'a> {
@@ -1188,6 +1190,7 @@ pub fn parse(blob: &[u8]) -> Result<HostPlatform<'_>, DtError> {
         timer,
         boot_cpuid: h.boot_cpuid,
         initrd,
+        bootargs: tree.lookup("/chosen").and_then(|c| prop_str(c.node(), "bootargs")),
     })
 }
 

@@ -1,10 +1,10 @@
 //! Decoding of the exception syndrome (ESR_EL2, or the ARMv7 HSR) into typed values.
 //!
 //! One decoder serves both architectures: the ARMv7 Hyp Syndrome Register has the same
-//! EC/IL/ISS layout as the low 32 bits of ESR_EL2 (ARM ARM, ARMv8-A, D17.2.37
-//! "ESR_EL2"; ARMv7-A B3.17.6 "HSR"), so an HSR value zero-extended to `u64` decodes
-//! the same way. Every field is extracted with masks and shifts: decoding never panics,
-//! whatever the (guest-influenced) syndrome holds.
+//! EC/IL/ISS layout as the low 32 bits of ESR_EL2 (ARMv8-A ARM, register description
+//! "ESR_EL2"; ARMv7-A ARM, "Hyp Syndrome Register"), so an HSR value zero-extended to
+//! `u64` decodes the same way. Every field is extracted with masks and shifts:
+//! decoding never panics, whatever the (guest-influenced) syndrome holds.
 
 /// Exception class values (ESR_ELx.EC, bits [31:26]) that this decoder knows.
 pub mod ec {

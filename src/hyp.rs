@@ -114,8 +114,7 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
         (_, c) => c,
     };
     init_console(&plat);
-    let fdt = fdt::Fdt::new(dtb).ok();
-    let bootargs = fdt.as_ref().and_then(|f| f.chosen().bootargs()).unwrap_or("");
+    let bootargs = plat.bootargs.unwrap_or("");
     let level = bootarg(bootargs, "hv.log").and_then(crate::logger::parse_level).unwrap_or(log::LevelFilter::Info);
     log::set_max_level(level);
     info!("hv {} starting on {} ({} CPUs), entered at EL{el}", env!("CARGO_PKG_VERSION"), plat.model_or_compatible(), plat.cpus.len());
@@ -241,14 +240,7 @@ pub fn secondary_main(cpu: usize) -> ! {
 static EL2_TABLES: Once<(u64, u64, u64)> = Once::new();
 
 fn enable_mmu(plat: &HostPlatform, conduit: PsciConduit) {
-    let pa_bits = match arch::parange() {
-        0 => 32,
-        1 => 36,
-        2 => 40,
-        3 => 42,
-        4 => 44,
-        _ => 48,
-    };
+    let pa_bits = crate::pgtable::geometry::parange_to_bits(arch::parange()).min(48);
     let geom = match Geometry::stage1_el2(pa_bits.min(48), pa_bits) {
         Ok(g) => g,
         Err(e) => fatal(conduit, format_args!("EL2 page-table geometry: {e}")),

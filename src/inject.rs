@@ -1,7 +1,7 @@
 //! Pure computation of a synchronous exception injected into an AArch64 EL1 guest.
 //!
 //! Models the architectural exception entry to EL1 (ARM ARM, ARMv8-A, D1.10 "Exception
-//! entry", and the vector table layout of D1.10.2): the caller saves the returned values
+//! entry", and its vector-table offsets from VBAR_EL1): the caller saves the returned values
 //! into the guest's ESR_EL1/FAR_EL1/ELR_EL1/SPSR_EL1 and resumes it at `pc` with
 //! `pstate` (by writing ELR_EL2/SPSR_EL2 before ERET).
 
@@ -9,7 +9,7 @@ use core::fmt;
 
 use crate::addr::VirtAddr;
 
-/// PSTATE/SPSR bits used here (ARM ARM C5.2.19 "SPSR_EL2").
+/// PSTATE/SPSR bits used here (ARM ARM, register description "SPSR_EL2").
 pub mod psr {
     /// M[4]: the interrupted state was AArch32.
     pub const NRW: u64 = 1 << 4;

@@ -33,6 +33,7 @@ pub mod mmio;
 pub mod pgtable;
 pub mod psci;
 pub mod shadow;
+pub mod vgic;
 pub mod vm;
 
 #[cfg(target_os = "none")]

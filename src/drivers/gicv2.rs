@@ -7,7 +7,7 @@
 //! a physical interrupt forwarded to a guest stays active until the guest's virtual EOI
 //! deactivates it through a hardware-linked list register.
 
-use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
+use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
 
@@ -224,7 +224,7 @@ impl GicV2 {
         let word = (intid / 4) as usize;
         let shift = (intid % 4) * 8;
         if let Some(r) = self.gicd.ITARGETSR.get(word) {
-            r.modify_raw(0xff << shift, (1 << cpu_if) << shift);
+            r.set((r.get() & !(0xff << shift)) | ((1 << cpu_if) << shift));
         }
     }
 

@@ -200,9 +200,9 @@ register_structs! {
         /// UARTDMACR (3.3.14).
         (0x048 => pub dmacr: ReadWrite<u32, DMACR::Register>),
         (0x04c => _reserved2),
-        /// UARTPeriphID0-3 (3.3.15-3.3.18).
+        /// UARTPeriphID0-3 (3.3, "Peripheral Identification Registers").
         (0xfe0 => pub periph_id: [ReadOnly<u32>; 4]),
-        /// UARTPCellID0-3 (3.3.19-3.3.22).
+        /// UARTPCellID0-3 (3.3, "PrimeCell Identification Registers").
         (0xff0 => pub pcell_id: [ReadOnly<u32>; 4]),
         (0x1000 => @END),
     }
@@ -242,7 +242,8 @@ pub mod offset {
     pub const PERIPH_ID0: u64 = 0xfe0;
 }
 
-/// The identification register values of a PL011 r1p5 (TRM 3.3.15 to 3.3.22):
+/// The identification register values of a PL011 r1p5 (TRM 3.3, "Peripheral
+/// Identification Registers" and "PrimeCell Identification Registers"):
 /// UARTPeriphID0..3 then UARTPCellID0..3.
 pub const ID_REGS: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 

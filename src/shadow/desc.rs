@@ -324,9 +324,8 @@ mod tests {
     use proptest::prelude::*;
 
     fn attrs() -> impl Strategy<Value = RegionAttrs> {
-        (0u8..8, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(tex, c, b, s)| {
-            RegionAttrs { tex, c, b, s }
-        })
+        (0u8..8, any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(tex, c, b, s)| RegionAttrs { tex, c, b, s })
     }
 
     fn l1() -> impl Strategy<Value = L1Desc> {
@@ -355,8 +354,8 @@ mod tests {
                     ns: f[4],
                 })
             ),
-            (any::<u64>(), any::<[bool; 5]>(), 0u8..8, attrs()).prop_map(
-                |(a, f, ap, attrs)| L1Desc::Supersection(SupersectionDesc {
+            (any::<u64>(), any::<[bool; 5]>(), 0u8..8, attrs()).prop_map(|(a, f, ap, attrs)| {
+                L1Desc::Supersection(SupersectionDesc {
                     base: a & 0xff_ff00_0000,
                     pxn: f[0],
                     xn: f[1],
@@ -366,7 +365,7 @@ mod tests {
                     ng: f[3],
                     ns: f[4],
                 })
-            ),
+            }),
         ]
     }
 
@@ -487,7 +486,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(L2Desc::decode(0x1234_5003), L2Desc::Small(s) if s.xn && s.base == 0x1234_5000));
-        assert!(matches!(L2Desc::decode(0x1234_0001), L2Desc::Large(l) if !l.xn && l.base == 0x1234_0000));
+        assert!(
+            matches!(L2Desc::decode(0x1234_5003), L2Desc::Small(s) if s.xn && s.base == 0x1234_5000)
+        );
+        assert!(
+            matches!(L2Desc::decode(0x1234_0001), L2Desc::Large(l) if !l.xn && l.base == 0x1234_0000)
+        );
     }
 }

@@ -3,11 +3,14 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use super::desc::{L1Desc, L2Desc, LargePageDesc, PageTableDesc, RegionAttrs, SectionDesc, SmallPageDesc, SupersectionDesc};
+use super::desc::{
+    L1Desc, L2Desc, LargePageDesc, PageTableDesc, RegionAttrs, SectionDesc, SmallPageDesc,
+    SupersectionDesc,
+};
 use super::pool::{Pool, ShadowView};
 use super::walk::{
-    ap_permissions, sctlr, translate, Access, AccessKind, DomainAccess, Fault, GuestMemory, MemError, Regime,
-    Translation,
+    ap_permissions, sctlr, translate, Access, AccessKind, DomainAccess, Fault, GuestMemory,
+    MemError, Regime, Translation,
 };
 use super::wp::WpSet;
 use super::{Backing, GuestMap, ShadowError};
@@ -236,7 +239,10 @@ impl FlushAcc {
             } else if self.n == 0 {
                 HostTlbOp::None
             } else {
-                HostTlbOp::Mvaa { va: self.va, pages: self.pages }
+                HostTlbOp::Mvaa {
+                    va: self.va,
+                    pages: self.pages,
+                }
             },
         };
         *self = FlushAcc::default();
@@ -268,7 +274,12 @@ struct RunCache {
 
 impl RunCache {
     fn new() -> Self {
-        RunCache { start: 1, end: 0, hpa: 0, ram: false }
+        RunCache {
+            start: 1,
+            end: 0,
+            hpa: 0,
+            ram: false,
+        }
     }
     /// `(host address or None for a hole, bytes left in the run)` for a 4 KiB-aligned gpa.
     #[inline]
@@ -311,7 +322,15 @@ impl<M: GuestMemory + ?Sized> GuestMemory for Overlay<'_, M> {
 
 /// Shadow AP/XN/PXN for a guest mapping (see the module documentation).
 #[inline]
-fn perm_bits(regime: &Regime, ap: u8, xn: bool, pxn: bool, manager: bool, wp: bool, section: bool) -> (u8, bool, bool) {
+fn perm_bits(
+    regime: &Regime,
+    ap: u8,
+    xn: bool,
+    pxn: bool,
+    manager: bool,
+    wp: bool,
+    section: bool,
+) -> (u8, bool, bool) {
     let afe = regime.afe();
     if manager {
         let ap = if afe {
@@ -342,7 +361,8 @@ fn perm_bits(regime: &Regime, ap: u8, xn: bool, pxn: bool, manager: bool, wp: bo
     }
     // WXN/UWXN no longer fire on the read-only entry: fold their effect into XN/PXN.
     let ((r1, w1), (r0, w0)) = ap_permissions(ap, afe);
-    let x1 = r1 && !xn && !pxn && !(wxn && w1) && !(uwxn && w0);
+    let blocked1 = xn || pxn || (wxn && w1) || (uwxn && w0);
+    let x1 = r1 && !blocked1;
     let x0 = r0 && !xn && !(wxn && w0);
     if section {
         (ro, !(x0 || x1), !x1)
@@ -377,7 +397,12 @@ fn manager_mask(dacr: u32) -> u16 {
 /// Reads the guest first-level descriptor that translates L1 index `idx`, or `None` when
 /// the walk faults before reaching it (PD0/PD1 or an external abort).
 #[inline]
-fn guest_l1_word<M: GuestMemory + ?Sized>(regime: &Regime, ttbr0_base: u32, mem: &M, idx: usize) -> Option<u32> {
+fn guest_l1_word<M: GuestMemory + ?Sized>(
+    regime: &Regime,
+    ttbr0_base: u32,
+    mem: &M,
+    idx: usize,
+) -> Option<u32> {
     let va = (idx as u32) << 20;
     let base = if regime.ttbr_for(va) == 1 {
         if regime.ttbcr & super::walk::ttbcr::PD1 != 0 {
@@ -390,7 +415,8 @@ fn guest_l1_word<M: GuestMemory + ?Sized>(regime: &Regime, ttbr0_base: u32, mem:
         }
         ttbr0_base
     };
-    mem.read_u32(GuestPhysAddr::new((base | ((idx as u32) << 2)) as u64)).ok()
+    mem.read_u32(GuestPhysAddr::new((base | ((idx as u32) << 2)) as u64))
+        .ok()
 }
 
 /// The shadow translation engine: builds shadows for a guest regime, caches roots, keeps
@@ -469,20 +495,38 @@ impl ShadowEngine {
                 ttbr0: l1 | (regime.ttbr0 & 0x7f),
                 ttbcr: 0,
                 dacr: shadow_dacr(regime.dacr),
-                sctlr: regime.sctlr & (sctlr::M | sctlr::AFE | sctlr::TRE | sctlr::WXN | sctlr::UWXN),
+                sctlr: regime.sctlr
+                    & (sctlr::M | sctlr::AFE | sctlr::TRE | sctlr::WXN | sctlr::UWXN),
                 contextidr: regime.contextidr,
                 prrr: regime.prrr,
                 nmrr: regime.nmrr,
             }
         } else {
-            ShadowRegs { ttbr0: l1, ttbcr: 0, dacr: 1, sctlr: sctlr::M, contextidr: regime.contextidr, prrr: 0, nmrr: 0 }
+            ShadowRegs {
+                ttbr0: l1,
+                ttbcr: 0,
+                dacr: 1,
+                sctlr: sctlr::M,
+                contextidr: regime.contextidr,
+                prrr: 0,
+                nmrr: 0,
+            }
         })
     }
 
     /// Walks the active shadow for `va` as the hardware would (with [`ShadowRegs`]).
-    pub fn shadow_translate(&self, va: VirtAddr, access: Access) -> Option<Result<Translation, Fault>> {
+    pub fn shadow_translate(
+        &self,
+        va: VirtAddr,
+        access: Access,
+    ) -> Option<Result<Translation, Fault>> {
         let regs = self.shadow_regs()?;
-        Some(translate(&regs.regime(), &ShadowView(&self.pool), va, access))
+        Some(translate(
+            &regs.regime(),
+            &ShadowView(&self.pool),
+            va,
+            access,
+        ))
     }
 
     /// Installs a new guest regime (any of TTBR0, TTBR1, TTBCR, DACR, SCTLR, CONTEXTIDR,
@@ -524,10 +568,15 @@ impl ShadowEngine {
             }
         }
         let res = self.activate(mem, map);
-        self.drain_pending(mem, map);
+        // A root built just now already saw every protection change: skip it in rescans.
+        let built = res.as_ref().ok().copied().flatten();
+        self.drain_pending(mem, map, built);
         res?;
         let regs = self.shadow_regs().ok_or(ShadowError::NoRegime)?;
-        Ok(RegimeChange { regs, flush: self.flush.take().flush })
+        Ok(RegimeChange {
+            regs,
+            flush: self.flush.take().flush,
+        })
     }
 
     /// Brings the shadows up to date after the guest stored `value` at `gpa` (a 4-byte aligned
@@ -580,7 +629,7 @@ impl ShadowEngine {
                 i += 1;
             }
         }
-        self.drain_pending(&ov, map);
+        self.drain_pending(&ov, map, None);
         res?;
         Ok(self.flush.take())
     }
@@ -608,7 +657,9 @@ impl ShadowEngine {
         map: &H,
     ) -> Resolution {
         let Some(regime) = self.regime else {
-            return Resolution::Unrepresentable { gpa: GuestPhysAddr::new(va.raw() & 0xffff_ffff) };
+            return Resolution::Unrepresentable {
+                gpa: GuestPhysAddr::new(va.raw() & 0xffff_ffff),
+            };
         };
         match translate(&regime, mem, va, access) {
             Err(f) => Resolution::Guest(f),
@@ -616,7 +667,9 @@ impl ShadowEngine {
                 let gpa = GuestPhysAddr::new(t.pa);
                 match map.backing(gpa.align_down(0x1000)) {
                     Backing::Hole { .. } => Resolution::Mmio { gpa },
-                    Backing::Ram { .. } if access.kind == AccessKind::Write && self.wp.contains(t.pa) => {
+                    Backing::Ram { .. }
+                        if access.kind == AccessKind::Write && self.wp.contains(t.pa) =>
+                    {
                         Resolution::WriteProtect { gpa }
                     }
                     Backing::Ram { .. } => Resolution::Retry,
@@ -644,14 +697,19 @@ impl ShadowEngine {
             Resolution::WriteProtect { .. } => self.stats.wp_faults += 1,
             Resolution::Retry => {
                 self.stats.retries += 1;
-                let gpa = match translate(self.regime.as_ref().unwrap_or(&Regime::default()), mem, va, access) {
+                let gpa = match translate(
+                    self.regime.as_ref().unwrap_or(&Regime::default()),
+                    mem,
+                    va,
+                    access,
+                ) {
                     Ok(t) => GuestPhysAddr::new(t.pa),
                     Err(_) => GuestPhysAddr::new(0),
                 };
                 if let Some(r) = self.active {
                     let idx = ((va.raw() as u32) >> 20) as usize;
                     let _ = self.fill_group_or_entry(r, idx, mem, map);
-                    self.drain_pending(mem, map);
+                    self.drain_pending(mem, map, None);
                 }
                 return match self.shadow_translate(va, access) {
                     Some(Ok(_)) => Resolution::Retry,
@@ -673,23 +731,37 @@ impl ShadowEngine {
 
     fn key_for(regime: &Regime) -> RootKey {
         if regime.mmu_on() {
-            RootKey { ttbr0_base: regime.ttbr0_table().0, asid: regime.asid() }
+            RootKey {
+                ttbr0_base: regime.ttbr0_table().0,
+                asid: regime.asid(),
+            }
         } else {
-            RootKey { ttbr0_base: u32::MAX, asid: 0 }
+            RootKey {
+                ttbr0_base: u32::MAX,
+                asid: 0,
+            }
         }
     }
 
-    fn activate<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(&mut self, mem: &M, map: &H) -> Result<(), ShadowError> {
+    fn activate<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        mem: &M,
+        map: &H,
+    ) -> Result<Option<usize>, ShadowError> {
         let regime = self.regime.ok_or(ShadowError::NoRegime)?;
         let key = Self::key_for(&regime);
         self.tick += 1;
-        if let Some(r) = self.roots.iter().position(|x| x.as_ref().is_some_and(|x| x.key == key)) {
+        if let Some(r) = self
+            .roots
+            .iter()
+            .position(|x| x.as_ref().is_some_and(|x| x.key == key))
+        {
             self.stats.cache_hits += 1;
             if let Some(root) = self.roots[r].as_mut() {
                 root.last_used = self.tick;
             }
             self.active = Some(r);
-            return Ok(());
+            return Ok(None);
         }
         self.stats.cache_misses += 1;
         self.active = None;
@@ -700,7 +772,9 @@ impl ShadowEngine {
                 self.roots.len() - 1
             }
             None => {
-                let victim = self.lru_victim(usize::MAX).ok_or(ShadowError::PoolExhausted)?;
+                let victim = self
+                    .lru_victim(usize::MAX)
+                    .ok_or(ShadowError::PoolExhausted)?;
                 self.evict(victim);
                 victim
             }
@@ -742,9 +816,31 @@ impl ShadowEngine {
             l1_pages,
         });
         self.active = Some(r);
-        let mut res = Ok(());
+        if regime.mmu_on() {
+            // Protect every guest L2 table first, so that entries mapping them are built
+            // read-only straight away instead of being rescanned afterwards.
+            for idx in 0..4096 {
+                if let Some(L1Desc::PageTable(t)) =
+                    guest_l1_word(&regime, key.ttbr0_base, mem, idx).map(L1Desc::decode)
+                {
+                    self.rmap
+                        .entry(t.base >> 10)
+                        .or_default()
+                        .push((r as u16, idx as u16));
+                    if self.wp.inc(t.base >> 12) {
+                        self.pending.push(t.base >> 12);
+                    }
+                    if let Some(root) = self.roots[r].as_mut() {
+                        root.ents[idx].guest_l2 = t.base;
+                    }
+                }
+            }
+        }
+        let mut res = Ok(Some(r));
         for idx in 0..4096 {
-            res = res.and(self.fill_l1(r, idx, mem, map));
+            if let Err(e) = self.fill_l1(r, idx, mem, map) {
+                res = Err(e);
+            }
         }
         res
     }
@@ -759,7 +855,9 @@ impl ShadowEngine {
     }
 
     fn evict(&mut self, r: usize) {
-        let Some(root) = self.roots[r].take() else { return };
+        let Some(root) = self.roots[r].take() else {
+            return;
+        };
         self.stats.evictions += 1;
         for (idx, e) in root.ents.iter().enumerate() {
             if e.guest_l2 != NONE {
@@ -799,7 +897,10 @@ impl ShadowEngine {
     fn rmap_remove(&mut self, guest_l2: u32, r: usize, idx: usize) {
         let key = guest_l2 >> 10;
         if let Some(v) = self.rmap.get_mut(&key) {
-            if let Some(p) = v.iter().position(|&(a, b)| a as usize == r && b as usize == idx) {
+            if let Some(p) = v
+                .iter()
+                .position(|&(a, b)| a as usize == r && b as usize == idx)
+            {
                 v.swap_remove(p);
             }
             if v.is_empty() {
@@ -843,9 +944,14 @@ impl ShadowEngine {
         mem: &M,
         map: &H,
     ) -> Result<(), ShadowError> {
-        let Some(root) = &self.roots[r] else { return Ok(()) };
+        let Some(root) = &self.roots[r] else {
+            return Ok(());
+        };
         let regime = self.regime.ok_or(ShadowError::NoRegime)?;
-        let old_ss = matches!(L1Desc::decode(self.pool.l1_word(root.l1, idx)), L1Desc::Supersection(_));
+        let old_ss = matches!(
+            L1Desc::decode(self.pool.l1_word(root.l1, idx)),
+            L1Desc::Supersection(_)
+        );
         let new_ss = regime.mmu_on()
             && matches!(
                 guest_l1_word(&regime, root.key.ttbr0_base, mem, idx).map(L1Desc::decode),
@@ -882,11 +988,17 @@ impl ShadowEngine {
         map: &H,
     ) -> Result<(), ShadowError> {
         let regime = self.regime.ok_or(ShadowError::NoRegime)?;
-        let Some(root) = &self.roots[r] else { return Ok(()) };
+        let Some(root) = &self.roots[r] else {
+            return Ok(());
+        };
         let ttbr0_base = root.key.ttbr0_base;
         let old = root.ents[idx];
         self.stats.fills += 1;
-        let guest = if regime.mmu_on() { guest_l1_word(&regime, ttbr0_base, mem, idx).map(L1Desc::decode) } else { None };
+        let guest = if regime.mmu_on() {
+            guest_l1_word(&regime, ttbr0_base, mem, idx).map(L1Desc::decode)
+        } else {
+            None
+        };
         // Reverse map and write protection follow the guest L2 table reference.
         let new_guest_l2 = match guest {
             Some(L1Desc::PageTable(t)) => t.base,
@@ -900,7 +1012,10 @@ impl ShadowEngine {
                 }
             }
             if new_guest_l2 != NONE {
-                self.rmap.entry(new_guest_l2 >> 10).or_default().push((r as u16, idx as u16));
+                self.rmap
+                    .entry(new_guest_l2 >> 10)
+                    .or_default()
+                    .push((r as u16, idx as u16));
                 if self.wp.inc(new_guest_l2 >> 12) {
                     self.pending.push(new_guest_l2 >> 12);
                 }
@@ -917,7 +1032,12 @@ impl ShadowEngine {
                 ap: 0b011,
                 xn: false,
                 pxn: false,
-                attrs: RegionAttrs { tex: 1, c: false, b: false, s: false },
+                attrs: RegionAttrs {
+                    tex: 1,
+                    c: false,
+                    b: false,
+                    s: false,
+                },
                 ng: false,
                 ns: false,
             };
@@ -958,7 +1078,9 @@ impl ShadowEngine {
                         }
                     }
                 }
-                Some(L1Desc::PageTable(t)) => self.table_entry(r, idx, &regime, &t, &mut slot, mem, map),
+                Some(L1Desc::PageTable(t)) => {
+                    self.table_entry(r, idx, &regime, &t, &mut slot, mem, map)
+                }
             }
         };
         let w = match result {
@@ -1008,13 +1130,31 @@ impl ShadowEngine {
                 return None;
             }
         }
-        let Backing::Ram { hpa, len } = map.backing(GuestPhysAddr::new(ss.base)) else { return None };
+        let Backing::Ram { hpa, len } = map.backing(GuestPhysAddr::new(ss.base)) else {
+            return None;
+        };
         let hpa = hpa.raw();
-        if len < 16 * MIB || hpa & (16 * MIB - 1) != 0 || hpa >= 1 << 40 || self.wp.any_in(ss.base, 16 * MIB) {
+        if len < 16 * MIB
+            || hpa & (16 * MIB - 1) != 0
+            || hpa >= 1 << 40
+            || self.wp.any_in(ss.base, 16 * MIB)
+        {
             return None;
         }
         let (ap, xn, pxn) = perm_bits(regime, ss.ap, ss.xn, ss.pxn, manager, false, true);
-        Some(L1Desc::Supersection(SupersectionDesc { base: hpa, pxn, xn, imp: false, ap, attrs: ss.attrs, ng: ss.ng, ns: ss.ns }).encode())
+        Some(
+            L1Desc::Supersection(SupersectionDesc {
+                base: hpa,
+                pxn,
+                xn,
+                imp: false,
+                ap,
+                attrs: ss.attrs,
+                ng: ss.ng,
+                ns: ss.ns,
+            })
+            .encode(),
+        )
     }
 
     /// Shadow L1 word for a 1 MiB section-like region: a section if possible, else a shadow
@@ -1034,8 +1174,14 @@ impl ShadowEngine {
         let mut cache = RunCache::new();
         let (hpa, left) = cache.get(map, reg.gpa);
         match hpa {
-            Some(h) if left >= MIB && h & (MIB - 1) == 0 && h + MIB <= FOUR_GIB && !self.wp.any_in(reg.gpa, MIB) => {
-                let (ap, xn, pxn) = perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, false, true);
+            Some(h)
+                if left >= MIB
+                    && h & (MIB - 1) == 0
+                    && h + MIB <= FOUR_GIB
+                    && !self.wp.any_in(reg.gpa, MIB) =>
+            {
+                let (ap, xn, pxn) =
+                    perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, false, true);
                 return Ok(L1Desc::Section(SectionDesc {
                     base: h as u32,
                     pxn,
@@ -1062,24 +1208,54 @@ impl ShadowEngine {
             let g = reg.gpa + ((k as u64) << 12);
             let (hpa, left) = cache.get(map, g);
             if let Some(h) = hpa {
-                if k % 16 == 0 && left >= 0x1_0000 && h & 0xffff == 0 && h + 0x1_0000 <= FOUR_GIB && !self.wp.any_in(g, 0x1_0000) {
-                    let (ap, xn, _) = perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, false, false);
-                    let w = L2Desc::Large(LargePageDesc { base: h as u32, xn, ap, attrs: reg.attrs, ng: reg.ng, sbz: 0 }).encode();
+                if k % 16 == 0
+                    && left >= 0x1_0000
+                    && h & 0xffff == 0
+                    && h + 0x1_0000 <= FOUR_GIB
+                    && !self.wp.any_in(g, 0x1_0000)
+                {
+                    let (ap, xn, _) =
+                        perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, false, false);
+                    let w = L2Desc::Large(LargePageDesc {
+                        base: h as u32,
+                        xn,
+                        ap,
+                        attrs: reg.attrs,
+                        ng: reg.ng,
+                        sbz: 0,
+                    })
+                    .encode();
                     buf[k..k + 16].fill(w);
                     k += 16;
                     continue;
                 }
                 if h + 0x1000 <= FOUR_GIB {
                     let wp = self.wp.contains(g);
-                    let (ap, xn, _) = perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, wp, false);
-                    buf[k] = L2Desc::Small(SmallPageDesc { base: h as u32, xn, ap, attrs: reg.attrs, ng: reg.ng }).encode();
+                    let (ap, xn, _) =
+                        perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, wp, false);
+                    buf[k] = L2Desc::Small(SmallPageDesc {
+                        base: h as u32,
+                        xn,
+                        ap,
+                        attrs: reg.attrs,
+                        ng: reg.ng,
+                    })
+                    .encode();
                 }
             }
             k += 1;
         }
         self.write_l2(r, idx, *slot, &buf);
         let pxn = reg.pxn && !manager;
-        Ok(L1Desc::PageTable(PageTableDesc { base: self.pool.l2_pa(*slot) as u32, pxn, ns: reg.ns, sbz: false, domain: reg.domain, imp: false }).encode())
+        Ok(L1Desc::PageTable(PageTableDesc {
+            base: self.pool.l2_pa(*slot) as u32,
+            pxn,
+            ns: reg.ns,
+            sbz: false,
+            domain: reg.domain,
+            imp: false,
+        })
+        .encode())
     }
 
     fn write_l2(&mut self, r: usize, idx: usize, slot: u32, buf: &[u32; 256]) {
@@ -1103,22 +1279,41 @@ impl ShadowEngine {
         manager: bool,
         j: usize,
         w: u32,
-        group: &[u32; 16],
+        group: &[u32],
         cache: &mut RunCache,
         map: &H,
     ) -> u32 {
         let (gpa, ap, xn, attrs, ng, large) = match L2Desc::decode(w) {
             L2Desc::Fault(_) => return 0,
             L2Desc::Small(s) => (s.base as u64, s.ap, s.xn, s.attrs, s.ng, None),
-            L2Desc::Large(l) => (l.base as u64 + (((j & 15) as u64) << 12), l.ap, l.xn, l.attrs, l.ng, Some(l)),
+            L2Desc::Large(l) => (
+                l.base as u64 + (((j & 15) as u64) << 12),
+                l.ap,
+                l.xn,
+                l.attrs,
+                l.ng,
+                Some(l),
+            ),
         };
         if let Some(l) = large {
             if group.iter().all(|&x| x == w) {
                 let (hpa, left) = cache.get(map, l.base as u64);
                 if let Some(h) = hpa {
-                    if left >= 0x1_0000 && h & 0xffff == 0 && h + 0x1_0000 <= FOUR_GIB && !self.wp.any_in(l.base as u64, 0x1_0000) {
+                    if left >= 0x1_0000
+                        && h & 0xffff == 0
+                        && h + 0x1_0000 <= FOUR_GIB
+                        && !self.wp.any_in(l.base as u64, 0x1_0000)
+                    {
                         let (ap, xn, _) = perm_bits(regime, ap, xn, false, manager, false, false);
-                        return L2Desc::Large(LargePageDesc { base: h as u32, xn, ap, attrs, ng, sbz: 0 }).encode();
+                        return L2Desc::Large(LargePageDesc {
+                            base: h as u32,
+                            xn,
+                            ap,
+                            attrs,
+                            ng,
+                            sbz: 0,
+                        })
+                        .encode();
                     }
                 }
             }
@@ -1128,7 +1323,14 @@ impl ShadowEngine {
             Some(h) if h + 0x1000 <= FOUR_GIB => {
                 let wp = self.wp.contains(gpa);
                 let (ap, xn, _) = perm_bits(regime, ap, xn, false, manager, wp, false);
-                L2Desc::Small(SmallPageDesc { base: h as u32, xn, ap, attrs, ng }).encode()
+                L2Desc::Small(SmallPageDesc {
+                    base: h as u32,
+                    xn,
+                    ap,
+                    attrs,
+                    ng,
+                })
+                .encode()
             }
             _ => 0,
         }
@@ -1155,15 +1357,23 @@ impl ShadowEngine {
         for (j, g) in guest.iter_mut().enumerate() {
             // A word that cannot be read stays a shadow fault; the guest walk reports the
             // external abort when the fault is resolved.
-            *g = mem.read_u32(GuestPhysAddr::new((t.base | ((j as u32) << 2)) as u64)).unwrap_or(0);
+            *g = mem
+                .read_u32(GuestPhysAddr::new((t.base | ((j as u32) << 2)) as u64))
+                .unwrap_or(0);
         }
         let mut buf = [0u32; 256];
         let mut cache = RunCache::new();
         for j in 0..256 {
             let g0 = j & !15;
-            let mut group = [0u32; 16];
-            group.copy_from_slice(&guest[g0..g0 + 16]);
-            buf[j] = self.l2_word(regime, manager, j, guest[j], &group, &mut cache, map);
+            buf[j] = self.l2_word(
+                regime,
+                manager,
+                j,
+                guest[j],
+                &guest[g0..g0 + 16],
+                &mut cache,
+                map,
+            );
         }
         self.write_l2(r, idx, *slot, &buf);
         Ok(L1Desc::PageTable(PageTableDesc {
@@ -1188,7 +1398,9 @@ impl ShadowEngine {
         map: &H,
     ) -> Result<(), ShadowError> {
         let regime = self.regime.ok_or(ShadowError::NoRegime)?;
-        let Some(root) = &self.roots[r] else { return Ok(()) };
+        let Some(root) = &self.roots[r] else {
+            return Ok(());
+        };
         let ent = root.ents[idx];
         let t = match guest_l1_word(&regime, root.key.ttbr0_base, mem, idx).map(L1Desc::decode) {
             Some(L1Desc::PageTable(t)) if t.base == ent.guest_l2 && ent.shadow_l2 != NONE => t,
@@ -1196,7 +1408,10 @@ impl ShadowEngine {
         };
         let slot = ent.shadow_l2;
         let manager = regime.domain_access(t.domain) == DomainAccess::Manager;
-        let rd = |k: usize| mem.read_u32(GuestPhysAddr::new((t.base | ((k as u32) << 2)) as u64)).unwrap_or(0);
+        let rd = |k: usize| {
+            mem.read_u32(GuestPhysAddr::new((t.base | ((k as u32) << 2)) as u64))
+                .unwrap_or(0)
+        };
         let w = rd(j);
         let g0 = j & !15;
         let old_large = self.pool.l2_word(slot, j) & 3 == 1;
@@ -1253,7 +1468,12 @@ impl ShadowEngine {
     }
 
     /// Re-derives every shadow entry that maps a guest page whose write protection changed.
-    fn drain_pending<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(&mut self, mem: &M, map: &H) {
+    fn drain_pending<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        mem: &M,
+        map: &H,
+        skip: Option<usize>,
+    ) {
         let mut guard = 0;
         while let Some(page) = self.pending.pop() {
             guard += 1;
@@ -1264,19 +1484,30 @@ impl ShadowEngine {
             if self.pending.contains(&page) {
                 continue;
             }
-            self.rescan(page, mem, map);
+            self.rescan(page, mem, map, skip);
         }
     }
 
-    fn rescan<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(&mut self, page: u32, mem: &M, map: &H) {
+    fn rescan<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+        &mut self,
+        page: u32,
+        mem: &M,
+        map: &H,
+        skip: Option<usize>,
+    ) {
         self.stats.rescans += 1;
         let gpa = (page as u64) << 12;
-        let Backing::Ram { hpa, .. } = map.backing(GuestPhysAddr::new(gpa)) else { return };
+        let Backing::Ram { hpa, .. } = map.backing(GuestPhysAddr::new(gpa)) else {
+            return;
+        };
         let hpa = hpa.raw();
         // (root, L1 index, Some(L2 index) for guest-L2-backed entries).
         let mut work: Vec<(usize, usize, Option<usize>)> = Vec::new();
         for (r, root) in self.roots.iter().enumerate() {
             let Some(root) = root else { continue };
+            if skip == Some(r) {
+                continue;
+            }
             for idx in 0..4096 {
                 match L1Desc::decode(self.pool.l1_word(root.l1, idx)) {
                     L1Desc::Fault(_) => {}

@@ -50,11 +50,13 @@ pub mod walk;
 mod wp;
 
 pub use desc::{L1Desc, L2Desc, RegionAttrs};
-pub use engine::{HostTlbOp, Resolution, RootKey, ShadowEngine, ShadowRegs, Stats, SyncOutcome, TlbOp};
+pub use engine::{
+    HostTlbOp, Resolution, RootKey, ShadowEngine, ShadowRegs, Stats, SyncOutcome, TlbOp,
+};
 pub use pool::{Pool, ShadowView};
 pub use walk::{
-    ats1, par, translate, Access, AccessKind, AtsOp, Fault, FaultKind, GuestMemory, MemAttrs, MemError, MemType,
-    PageSize, Perms, Pl, Regime, Rwx, Translation,
+    ats1, par, translate, Access, AccessKind, AtsOp, Fault, FaultKind, GuestMemory, MemAttrs,
+    MemError, MemType, PageSize, Perms, Pl, Regime, Rwx, Translation,
 };
 
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
@@ -97,7 +99,9 @@ pub enum ShadowError {
 impl core::fmt::Display for ShadowError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            ShadowError::LongDescriptorUnsupported => write!(f, "long-descriptor guest not supported"),
+            ShadowError::LongDescriptorUnsupported => {
+                write!(f, "long-descriptor guest not supported")
+            }
             ShadowError::PoolExhausted => write!(f, "shadow table pool exhausted"),
             ShadowError::NoRegime => write!(f, "no guest regime set"),
         }

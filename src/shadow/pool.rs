@@ -88,7 +88,12 @@ impl Pool {
 
     /// Allocates a zeroed second-level slot; `None` when the pool is exhausted.
     pub(crate) fn alloc_l2(&mut self) -> Option<u32> {
-        let b = match self.l2_blocks.iter().rev().find(|&&b| self.l2_free_mask[b as usize] != 0) {
+        let b = match self
+            .l2_blocks
+            .iter()
+            .rev()
+            .find(|&&b| self.l2_free_mask[b as usize] != 0)
+        {
             Some(&b) => b,
             None => {
                 let b = self.free_blocks.pop()?;

@@ -20,7 +20,10 @@ pub struct SparseMemory {
 impl SparseMemory {
     /// RAM made of the `(start, len)` ranges.
     pub fn new(ram: &[(u64, u64)]) -> Self {
-        SparseMemory { ram: ram.to_vec(), pages: BTreeMap::new() }
+        SparseMemory {
+            ram: ram.to_vec(),
+            pages: BTreeMap::new(),
+        }
     }
 
     fn is_ram(&self, gpa: u64) -> bool {
@@ -32,7 +35,10 @@ impl SparseMemory {
         if !self.is_ram(gpa) {
             return Err(MemError);
         }
-        let page = self.pages.entry(gpa >> 12).or_insert_with(|| Box::new([0; 1024]));
+        let page = self
+            .pages
+            .entry(gpa >> 12)
+            .or_insert_with(|| Box::new([0; 1024]));
         page[((gpa >> 2) & 1023) as usize] = v;
         Ok(())
     }
@@ -59,7 +65,10 @@ pub struct FlatMemory {
 impl FlatMemory {
     /// `len` bytes of zeroed RAM at guest physical address `base`.
     pub fn new(base: u64, len: u64) -> Self {
-        FlatMemory { base, words: vec![0; (len / 4) as usize] }
+        FlatMemory {
+            base,
+            words: vec![0; (len / 4) as usize],
+        }
     }
 
     /// Stores `v` at the word containing `gpa`; `Err` outside RAM.
@@ -88,7 +97,9 @@ pub struct RegionMap {
 impl RegionMap {
     /// An empty map (all holes).
     pub fn new() -> Self {
-        RegionMap { regions: Vec::new() }
+        RegionMap {
+            regions: Vec::new(),
+        }
     }
 
     /// Maps `[gpa, gpa + len)` to `[hpa, hpa + len)`. Overlapping an existing region is a
@@ -120,10 +131,15 @@ impl GuestMap for RegionMap {
         if pos > 0 {
             let (g, l, h) = self.regions[pos - 1];
             if gpa - g < l {
-                return Backing::Ram { hpa: HostPhysAddr::new(h + (gpa - g)), len: l - (gpa - g) };
+                return Backing::Ram {
+                    hpa: HostPhysAddr::new(h + (gpa - g)),
+                    len: l - (gpa - g),
+                };
             }
         }
         let next = self.regions.get(pos).map_or(1u64 << 40, |r| r.0);
-        Backing::Hole { len: next.saturating_sub(gpa).max(0x1000) }
+        Backing::Hole {
+            len: next.saturating_sub(gpa).max(0x1000),
+        }
     }
 }

@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use super::engine::{HostTlbOp, Resolution, TlbOp};
 use super::sim::{RegionMap, SparseMemory};
 use super::walk::{
-    ap_permissions, ats1, lookup, par, resolve_attrs, sctlr, translate, ttbcr, Access, AccessKind, AtsOp, Cacheability,
-    Fault, FaultKind, GuestMemory, MemType, PageSize, Pl, Regime, Translation,
+    ap_permissions, ats1, lookup, par, resolve_attrs, sctlr, translate, ttbcr, Access, AccessKind,
+    AtsOp, Cacheability, Fault, FaultKind, GuestMemory, MemType, PageSize, Pl, Regime, Translation,
 };
 use super::{Backing, GuestMap, Pool, RegionAttrs, ShadowEngine, ShadowError, ShadowView};
 use crate::addr::{GuestPhysAddr, HostPhysAddr, VirtAddr};
@@ -33,7 +33,11 @@ fn host_map() -> RegionMap {
     let mut m = RegionMap::new();
     m.add_ram(RAM_A, RAM_A_LEN, HPA_A);
     for c in 0..32u64 {
-        m.add_ram(FRAG64 + c * 0x1_0000, 0x1_0000, 0x7000_0000 + (c ^ 1) * 0x1_0000);
+        m.add_ram(
+            FRAG64 + c * 0x1_0000,
+            0x1_0000,
+            0x7000_0000 + (c ^ 1) * 0x1_0000,
+        );
     }
     for k in 0..256u64 {
         m.add_ram(FRAG4 + k * 0x1000, 0x1000, 0x7100_0000 + (k ^ 1) * 0x1000);
@@ -67,10 +71,22 @@ fn acc(pl: Pl, kind: AccessKind) -> Access {
     Access { pl, kind }
 }
 
-const P1R: Access = Access { pl: Pl::Pl1, kind: AccessKind::Read };
-const P1W: Access = Access { pl: Pl::Pl1, kind: AccessKind::Write };
-const P0R: Access = Access { pl: Pl::Pl0, kind: AccessKind::Read };
-const P0W: Access = Access { pl: Pl::Pl0, kind: AccessKind::Write };
+const P1R: Access = Access {
+    pl: Pl::Pl1,
+    kind: AccessKind::Read,
+};
+const P1W: Access = Access {
+    pl: Pl::Pl1,
+    kind: AccessKind::Write,
+};
+const P0R: Access = Access {
+    pl: Pl::Pl0,
+    kind: AccessKind::Read,
+};
+const P0W: Access = Access {
+    pl: Pl::Pl0,
+    kind: AccessKind::Write,
+};
 
 fn section(pa: u64, domain: u32, ap: u32) -> u32 {
     (pa as u32 & 0xfff0_0000) | 2 | (domain << 5) | ((ap & 3) << 10) | ((ap >> 2) << 15)
@@ -119,7 +135,14 @@ fn ap_table_is_the_architectural_one() {
         // The failures are level-1 permission faults in domain 0.
         if !e.3 {
             let f = translate(&r, &mem, va(0x4000_0000), P0W).unwrap_err();
-            assert_eq!(f, Fault { kind: FaultKind::Permission, level: 1, domain: Some(0) });
+            assert_eq!(
+                f,
+                Fault {
+                    kind: FaultKind::Permission,
+                    level: 1,
+                    domain: Some(0)
+                }
+            );
         }
     }
 }
@@ -148,7 +171,14 @@ fn afe_simplified_model_and_access_flag_priority() {
     wr(&mut mem, L2_AREA + 4 * 5, small(RAM_A, 0b010));
     r.dacr = 0x55;
     let f = translate(&r, &mem, va(0x4010_5000), P1R).unwrap_err();
-    assert_eq!(f, Fault { kind: FaultKind::AccessFlag, level: 2, domain: Some(3) });
+    assert_eq!(
+        f,
+        Fault {
+            kind: FaultKind::AccessFlag,
+            level: 2,
+            domain: Some(3)
+        }
+    );
     assert_eq!(f.fs(), 0b00110);
 }
 
@@ -160,15 +190,31 @@ fn domains_and_fault_priority() {
     wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 5, 0b000)); // no access in AP
     wr(&mut mem, TTB0 + (0x401 << 2), page_table(L2_AREA, 9));
     wr(&mut mem, L2_AREA + 4 * 2, small(RAM_A + 0x2000, 0b000) | 1); // XN, AP none
-    for (dom_bits, kind) in [(0u32, Some(FaultKind::Domain)), (2, Some(FaultKind::Domain)), (1, Some(FaultKind::Permission)), (3, None)] {
+    for (dom_bits, kind) in [
+        (0u32, Some(FaultKind::Domain)),
+        (2, Some(FaultKind::Domain)),
+        (1, Some(FaultKind::Permission)),
+        (3, None),
+    ] {
         r.dacr = (dom_bits << 10) | (dom_bits << 18);
         for (v, level, dom) in [(0x4000_0000u32, 1u8, 5u8), (0x4010_2000, 2, 9)] {
             for a in [P1R, acc(Pl::Pl0, AccessKind::Exec)] {
                 let got = translate(&r, &mem, va(v), a);
                 match kind {
-                    Some(k) => assert_eq!(got.unwrap_err(), Fault { kind: k, level, domain: Some(dom) }),
+                    Some(k) => assert_eq!(
+                        got.unwrap_err(),
+                        Fault {
+                            kind: k,
+                            level,
+                            domain: Some(dom)
+                        }
+                    ),
                     // Manager: no permission check, XN ignored.
-                    None => assert_eq!(got.unwrap().pa, map.lookup(0).map_or(0, |_| 0) + if level == 1 { RAM_A } else { RAM_A + 0x2000 }),
+                    None => assert_eq!(
+                        got.unwrap().pa,
+                        map.lookup(0).map_or(0, |_| 0)
+                            + if level == 1 { RAM_A } else { RAM_A + 0x2000 }
+                    ),
                 }
             }
         }
@@ -176,9 +222,23 @@ fn domains_and_fault_priority() {
     // Translation faults come first, and have no valid domain at level 1.
     r.dacr = 0;
     let f = translate(&r, &mem, va(0x5000_0000), P1R).unwrap_err();
-    assert_eq!(f, Fault { kind: FaultKind::Translation, level: 1, domain: None });
+    assert_eq!(
+        f,
+        Fault {
+            kind: FaultKind::Translation,
+            level: 1,
+            domain: None
+        }
+    );
     let f = translate(&r, &mem, va(0x4010_3000), P1R).unwrap_err();
-    assert_eq!(f, Fault { kind: FaultKind::Translation, level: 2, domain: Some(9) });
+    assert_eq!(
+        f,
+        Fault {
+            kind: FaultKind::Translation,
+            level: 2,
+            domain: Some(9)
+        }
+    );
     assert_eq!(f.dfsr(true), 0b0111 | (9 << 4) | (1 << 11));
     assert_eq!(f.ifsr(), 0b0111);
 }
@@ -191,12 +251,26 @@ fn walk_external_aborts() {
     // L2 table pointer outside RAM.
     wr(&mut mem, TTB0 + (0x400 << 2), page_table(MMIO, 4));
     let f = translate(&r, &mem, va(0x4000_0000), P1R).unwrap_err();
-    assert_eq!(f, Fault { kind: FaultKind::ExternalAbortOnWalk, level: 2, domain: Some(4) });
+    assert_eq!(
+        f,
+        Fault {
+            kind: FaultKind::ExternalAbortOnWalk,
+            level: 2,
+            domain: Some(4)
+        }
+    );
     assert_eq!(f.fs(), 0b01110);
     // TTBR0 outside RAM.
     r.ttbr0 = MMIO as u32;
     let f = translate(&r, &mem, va(0x4000_0000), P1R).unwrap_err();
-    assert_eq!(f, Fault { kind: FaultKind::ExternalAbortOnWalk, level: 1, domain: None });
+    assert_eq!(
+        f,
+        Fault {
+            kind: FaultKind::ExternalAbortOnWalk,
+            level: 1,
+            domain: None
+        }
+    );
     assert_eq!(f.dfsr(false), 0b1100);
 }
 
@@ -207,22 +281,38 @@ fn ttbcr_split_and_pd_bits() {
     let mut r = base_regime();
     r.ttbcr = 2; // TTBR0 covers VA < 1 GiB with a 4 KiB table
     wr(&mut mem, TTB0 + (0x100 << 2), section(RAM_A, 0, 3));
-    wr(&mut mem, TTB1 + (0x800 << 2), section(RAM_A + 0x10_0000, 0, 3));
-    assert_eq!(translate(&r, &mem, va(0x1000_1234), P1R).unwrap().pa, RAM_A + 0x1234);
-    assert_eq!(translate(&r, &mem, va(0x8000_0010), P1R).unwrap().pa, RAM_A + 0x10_0010);
+    wr(
+        &mut mem,
+        TTB1 + (0x800 << 2),
+        section(RAM_A + 0x10_0000, 0, 3),
+    );
+    assert_eq!(
+        translate(&r, &mem, va(0x1000_1234), P1R).unwrap().pa,
+        RAM_A + 0x1234
+    );
+    assert_eq!(
+        translate(&r, &mem, va(0x8000_0010), P1R).unwrap().pa,
+        RAM_A + 0x10_0010
+    );
     // With N=0 the TTBR1 entry is never used.
     r.ttbcr = 0;
     assert!(translate(&r, &mem, va(0x8000_0010), P1R).is_err());
     // PD0/PD1 give level-1 translation faults.
     r.ttbcr = 2 | ttbcr::PD1;
     assert!(translate(&r, &mem, va(0x1000_0000), P1R).is_ok());
-    assert_eq!(translate(&r, &mem, va(0x8000_0000), P1R).unwrap_err().fs(), 0b00101);
+    assert_eq!(
+        translate(&r, &mem, va(0x8000_0000), P1R).unwrap_err().fs(),
+        0b00101
+    );
     r.ttbcr = 2 | ttbcr::PD0;
-    assert_eq!(translate(&r, &mem, va(0x1000_0000), P1R).unwrap_err().fs(), 0b00101);
+    assert_eq!(
+        translate(&r, &mem, va(0x1000_0000), P1R).unwrap_err().fs(),
+        0b00101
+    );
     // The TTBR0 table base is aligned to 16 KiB >> N.
     r.ttbcr = 2;
     r.ttbr0 = TTB0 as u32 | 0xfff & !0x7f | 0x5b;
-    assert_eq!(r.ttbr0_table(), (TTB0 as u32 | 0x000, 0x1000));
+    assert_eq!(r.ttbr0_table(), (TTB0 as u32, 0x1000));
 }
 
 #[test]
@@ -252,7 +342,11 @@ fn xn_pxn_wxn_uwxn() {
     assert!(translate(&r, &mem, va(0x4000_0000), x0).is_ok());
     // PXN from the page-table descriptor applies to its pages.
     r.sctlr = sctlr::M;
-    wr(&mut mem, TTB0 + (0x401 << 2), page_table(L2_AREA, 0) | 1 << 2);
+    wr(
+        &mut mem,
+        TTB0 + (0x401 << 2),
+        page_table(L2_AREA, 0) | 1 << 2,
+    );
     wr(&mut mem, L2_AREA, small(RAM_A, 3));
     assert!(translate(&r, &mem, va(0x4010_0000), x1).is_err());
     assert!(translate(&r, &mem, va(0x4010_0000), x0).is_ok());
@@ -276,7 +370,10 @@ fn large_pages_and_supersections() {
         wr(&mut mem, TTB0 + i * 4, ss);
     }
     let t = translate(&r, &mem, va(0x10ab_cdef), P1R).unwrap();
-    assert_eq!((t.pa, t.size, t.domain), (HIGH + 0xab_cdef, PageSize::Supersection, 0));
+    assert_eq!(
+        (t.pa, t.size, t.domain),
+        (HIGH + 0xab_cdef, PageSize::Supersection, 0)
+    );
     let p = par(&Ok(t));
     assert_eq!(p & 0xff00_0000, 0);
     assert_eq!((p >> 16) & 0xff, 0x01);
@@ -287,32 +384,94 @@ fn large_pages_and_supersections() {
 fn memory_attributes_with_and_without_tex_remap() {
     let r = base_regime();
     let at = |tex, c, b, s| resolve_attrs(&r, RegionAttrs { tex, c, b, s });
-    assert_eq!(at(0, false, false, false).mem_type, MemType::StronglyOrdered);
+    assert_eq!(
+        at(0, false, false, false).mem_type,
+        MemType::StronglyOrdered
+    );
     assert!(at(0, false, false, false).shareable);
     assert_eq!(at(0, false, true, false).mem_type, MemType::Device);
     assert!(at(0, false, true, false).shareable);
     assert_eq!(at(2, false, false, true).mem_type, MemType::Device);
     assert!(!at(2, false, false, true).shareable);
-    assert_eq!(at(1, true, true, true).mem_type, MemType::Normal { inner: Cacheability::WriteBackWriteAllocate, outer: Cacheability::WriteBackWriteAllocate });
-    assert_eq!(at(0b110, false, true, false).mem_type, MemType::Normal { inner: Cacheability::WriteBackWriteAllocate, outer: Cacheability::WriteThrough });
+    assert_eq!(
+        at(1, true, true, true).mem_type,
+        MemType::Normal {
+            inner: Cacheability::WriteBackWriteAllocate,
+            outer: Cacheability::WriteBackWriteAllocate
+        }
+    );
+    assert_eq!(
+        at(0b110, false, true, false).mem_type,
+        MemType::Normal {
+            inner: Cacheability::WriteBackWriteAllocate,
+            outer: Cacheability::WriteThrough
+        }
+    );
     assert_eq!(at(1, false, true, false).mem_type, MemType::Reserved);
     assert_eq!(at(3, true, true, false).mem_type, MemType::Reserved);
-    assert_eq!(at(1, true, false, false).mem_type, MemType::ImplementationDefined);
+    assert_eq!(
+        at(1, true, false, false).mem_type,
+        MemType::ImplementationDefined
+    );
     // TEX remap: region n = TEX[0]:C:B. Make region 5 Normal inner WT outer WBWA, S=1 →
     // shareable via NS1, not outer shareable via NOS5; region 1 Device with DS0=1.
     let mut r = base_regime();
     r.sctlr |= sctlr::TRE;
     r.prrr = (2 << 10) | (1 << 2) | (1 << 16) | (1 << 19) | (1 << (24 + 5));
     r.nmrr = (2 << 10) | (1 << (16 + 10));
-    let a = resolve_attrs(&r, RegionAttrs { tex: 0b111, c: false, b: true, s: true });
-    assert_eq!(a.mem_type, MemType::Normal { inner: Cacheability::WriteThrough, outer: Cacheability::WriteBackWriteAllocate });
+    let a = resolve_attrs(
+        &r,
+        RegionAttrs {
+            tex: 0b111,
+            c: false,
+            b: true,
+            s: true,
+        },
+    );
+    assert_eq!(
+        a.mem_type,
+        MemType::Normal {
+            inner: Cacheability::WriteThrough,
+            outer: Cacheability::WriteBackWriteAllocate
+        }
+    );
     assert!(a.shareable && !a.outer_shareable);
-    let a = resolve_attrs(&r, RegionAttrs { tex: 0b001, c: false, b: true, s: false });
-    assert_eq!(a.mem_type, MemType::Normal { inner: Cacheability::WriteThrough, outer: Cacheability::WriteBackWriteAllocate });
+    let a = resolve_attrs(
+        &r,
+        RegionAttrs {
+            tex: 0b001,
+            c: false,
+            b: true,
+            s: false,
+        },
+    );
+    assert_eq!(
+        a.mem_type,
+        MemType::Normal {
+            inner: Cacheability::WriteThrough,
+            outer: Cacheability::WriteBackWriteAllocate
+        }
+    );
     assert!(!a.shareable, "NS0 clear");
-    let a = resolve_attrs(&r, RegionAttrs { tex: 0, c: false, b: true, s: false });
+    let a = resolve_attrs(
+        &r,
+        RegionAttrs {
+            tex: 0,
+            c: false,
+            b: true,
+            s: false,
+        },
+    );
     assert_eq!((a.mem_type, a.shareable), (MemType::Device, true));
-    let a = resolve_attrs(&r, RegionAttrs { tex: 0, c: false, b: false, s: false });
+    let a = resolve_attrs(
+        &r,
+        RegionAttrs {
+            tex: 0,
+            c: false,
+            b: false,
+            s: false,
+        },
+    );
     assert_eq!(a.mem_type, MemType::StronglyOrdered);
 }
 
@@ -339,11 +498,17 @@ fn par_values() {
     assert_eq!(f2, f);
     // Strongly-ordered reports inner 0b001.
     wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 2, 3));
-    assert_eq!((ats1(&r, &mem, va(0x4000_0000), AtsOp::Cur) >> 4) & 7, 0b001);
+    assert_eq!(
+        (ats1(&r, &mem, va(0x4000_0000), AtsOp::Cur) >> 4) & 7,
+        0b001
+    );
     // MMU off: flat.
     let mut off = r;
     off.sctlr = 0;
-    assert_eq!(ats1(&off, &mem, va(0x1234_5678), AtsOp::Cuw) & 0xffff_f001, 0x1234_5000);
+    assert_eq!(
+        ats1(&off, &mem, va(0x1234_5678), AtsOp::Cuw) & 0xffff_f001,
+        0x1234_5000
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -358,7 +523,11 @@ fn builder_picks_sections_pages_and_holes() {
     let map = host_map();
     let mut mem = guest_mem(&map);
     let r = base_regime();
-    wr(&mut mem, TTB0 + (0x500 << 2), section(RAM_A + 0x50_0000, 0, 3)); // aligned, contiguous
+    wr(
+        &mut mem,
+        TTB0 + (0x500 << 2),
+        section(RAM_A + 0x50_0000, 0, 3),
+    ); // aligned, contiguous
     wr(&mut mem, TTB0 + (0x420 << 2), section(FRAG64, 0, 3)); // 64 KiB runs
     wr(&mut mem, TTB0 + (0x422 << 2), section(FRAG4, 0, 3)); // 4 KiB runs
     wr(&mut mem, TTB0 + (0x090 << 2), section(MMIO, 0, 3)); // hole
@@ -372,8 +541,20 @@ fn builder_picks_sections_pages_and_holes() {
     let t = s(0x4220_1345).unwrap();
     assert_eq!((t.pa, t.size), (0x7100_0345, PageSize::Small));
     assert!(s(0x0900_0000).is_err());
-    assert_eq!(e.classify(va(0x0900_0010), P0R, &mem, &map), Resolution::Mmio { gpa: GuestPhysAddr::new(MMIO + 0x10) });
-    assert_eq!(e.classify(va(0x0a00_0000), P0R, &mem, &map), Resolution::Guest(Fault { kind: FaultKind::Translation, level: 1, domain: None }));
+    assert_eq!(
+        e.classify(va(0x0900_0010), P0R, &mem, &map),
+        Resolution::Mmio {
+            gpa: GuestPhysAddr::new(MMIO + 0x10)
+        }
+    );
+    assert_eq!(
+        e.classify(va(0x0a00_0000), P0R, &mem, &map),
+        Resolution::Guest(Fault {
+            kind: FaultKind::Translation,
+            level: 1,
+            domain: None
+        })
+    );
 }
 
 #[test]
@@ -395,10 +576,17 @@ fn table_pages_are_write_protected_and_released() {
     assert!(e.shadow_translate(va(l2va), P1W).unwrap().is_err());
     assert!(e.shadow_translate(va(l2va), P1R).unwrap().is_ok());
     assert!(e.shadow_translate(va(0x4105_0000), P1W).unwrap().is_ok());
-    assert_eq!(e.classify(va(l2va), P1W, &mem, &map), Resolution::WriteProtect { gpa: GuestPhysAddr::new(L2_AREA) });
+    assert_eq!(
+        e.classify(va(l2va), P1W, &mem, &map),
+        Resolution::WriteProtect {
+            gpa: GuestPhysAddr::new(L2_AREA)
+        }
+    );
     // The guest unhooks the L2 table: its page becomes writable again.
     wr(&mut mem, TTB0 + (0x401 << 2), 0);
-    let out = e.sync_write(GuestPhysAddr::new(TTB0 + (0x401 << 2)), 0, &mem, &map).unwrap();
+    let out = e
+        .sync_write(GuestPhysAddr::new(TTB0 + (0x401 << 2)), 0, &mem, &map)
+        .unwrap();
     assert_ne!(out.flush, HostTlbOp::None);
     assert!(!e.is_protected(GuestPhysAddr::new(L2_AREA)));
     assert!(e.shadow_translate(va(l2va), P1W).unwrap().is_ok());
@@ -415,9 +603,23 @@ fn l2_descriptor_write_sync() {
     e.set_regime(r, &mem, &map).unwrap();
     assert!(e.shadow_translate(va(0x4010_7000), P0R).unwrap().is_err());
     let d = small(RAM_A + 0x9000, 3);
-    let out = e.sync_write(GuestPhysAddr::new(L2_AREA + 7 * 4), d, &mem, &map).unwrap();
-    assert_eq!(out.flush, HostTlbOp::Mvaa { va: 0x4010_7000, pages: 1 });
-    assert_eq!(e.shadow_translate(va(0x4010_7abc), P0R).unwrap().unwrap().pa, HPA_A + 0x9abc);
+    let out = e
+        .sync_write(GuestPhysAddr::new(L2_AREA + 7 * 4), d, &mem, &map)
+        .unwrap();
+    assert_eq!(
+        out.flush,
+        HostTlbOp::Mvaa {
+            va: 0x4010_7000,
+            pages: 1
+        }
+    );
+    assert_eq!(
+        e.shadow_translate(va(0x4010_7abc), P0R)
+            .unwrap()
+            .unwrap()
+            .pa,
+        HPA_A + 0x9abc
+    );
     assert_eq!(e.stats().syncs, 1);
 }
 
@@ -434,12 +636,22 @@ fn dacr_client_noaccess_is_free_manager_refills() {
     let ch = e.set_regime(r, &mem, &map).unwrap();
     assert_eq!(e.stats().fills, fills);
     assert_eq!(ch.flush, HostTlbOp::None);
-    assert_eq!(e.shadow_translate(va(0x4000_0000), P1R).unwrap().unwrap_err().kind, FaultKind::Domain);
+    assert_eq!(
+        e.shadow_translate(va(0x4000_0000), P1R)
+            .unwrap()
+            .unwrap_err()
+            .kind,
+        FaultKind::Domain
+    );
     r.dacr |= 3 << 6; // manager
     e.set_regime(r, &mem, &map).unwrap();
     assert!(e.stats().fills > fills);
     assert!(e.shadow_translate(va(0x4000_0000), P0W).unwrap().is_ok());
-    assert_eq!(e.shadow_regs().unwrap().dacr >> 6 & 3, 1, "manager shadows as client");
+    assert_eq!(
+        e.shadow_regs().unwrap().dacr >> 6 & 3,
+        1,
+        "manager shadows as client"
+    );
 }
 
 #[test]
@@ -448,29 +660,49 @@ fn root_cache_hits_and_evicts() {
     let mut mem = guest_mem(&map);
     let mut r = base_regime();
     wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 3));
-    wr(&mut mem, TTB0_ALT + (0x400 << 2), section(RAM_A + 0x10_0000, 0, 3));
+    wr(
+        &mut mem,
+        TTB0_ALT + (0x400 << 2),
+        section(RAM_A + 0x10_0000, 0, 3),
+    );
     let mut e = engine(8, 2);
     e.set_regime(r, &mem, &map).unwrap();
     r.ttbr0 = TTB0_ALT as u32;
     r.contextidr = 8;
     e.set_regime(r, &mem, &map).unwrap();
-    assert_eq!(e.shadow_translate(va(0x4000_0000), P1R).unwrap().unwrap().pa, HPA_A + 0x10_0000);
+    assert_eq!(
+        e.shadow_translate(va(0x4000_0000), P1R)
+            .unwrap()
+            .unwrap()
+            .pa,
+        HPA_A + 0x10_0000
+    );
     r.ttbr0 = TTB0 as u32;
     r.contextidr = 7;
     e.set_regime(r, &mem, &map).unwrap();
     assert_eq!(e.stats().cache_hits, 1);
     assert_eq!(e.stats().cache_misses, 2);
-    assert_eq!(e.shadow_translate(va(0x4000_0000), P1R).unwrap().unwrap().pa, HPA_A);
+    assert_eq!(
+        e.shadow_translate(va(0x4000_0000), P1R)
+            .unwrap()
+            .unwrap()
+            .pa,
+        HPA_A
+    );
     // A third key evicts the least recently used.
     r.contextidr = 9;
     e.set_regime(r, &mem, &map).unwrap();
     assert_eq!(e.stats().evictions, 1);
     assert_eq!(e.cached_roots(), 2);
     // A write to the evicted root's table must not disturb anything.
-    e.sync_write(GuestPhysAddr::new(TTB0_ALT + (0x400 << 2)), 0, &mem, &map).unwrap();
+    e.sync_write(GuestPhysAddr::new(TTB0_ALT + (0x400 << 2)), 0, &mem, &map)
+        .unwrap();
     // A pool too small for one root reports exhaustion instead of panicking.
     let mut tiny = ShadowEngine::new(Pool::new(HostPhysAddr::new(0x8000_0000), 0), 2);
-    assert_eq!(tiny.set_regime(r, &mem, &map).unwrap_err(), ShadowError::PoolExhausted);
+    assert_eq!(
+        tiny.set_regime(r, &mem, &map).unwrap_err(),
+        ShadowError::PoolExhausted
+    );
 }
 
 #[test]
@@ -483,10 +715,19 @@ fn mmu_off_identity_and_long_descriptor_rejected() {
     e.set_regime(r, &mem, &map).unwrap();
     let t = e.shadow_translate(va(0x4000_1234), P0W).unwrap().unwrap();
     assert_eq!(t.pa, HPA_A + 0x1234);
-    assert_eq!(e.shadow_translate(va(0x4220_1000), P0R).unwrap().unwrap().pa, 0x7100_0000);
+    assert_eq!(
+        e.shadow_translate(va(0x4220_1000), P0R)
+            .unwrap()
+            .unwrap()
+            .pa,
+        0x7100_0000
+    );
     assert!(e.shadow_translate(va(MMIO as u32), P0R).unwrap().is_err());
     r.ttbcr = ttbcr::EAE;
-    assert_eq!(e.set_regime(r, &mem, &map).unwrap_err(), ShadowError::LongDescriptorUnsupported);
+    assert_eq!(
+        e.set_regime(r, &mem, &map).unwrap_err(),
+        ShadowError::LongDescriptorUnsupported
+    );
 }
 
 #[test]
@@ -494,8 +735,23 @@ fn tlb_ops_are_mirrored() {
     let mut e = engine(1, 1);
     assert_eq!(e.tlb_op(TlbOp::All), HostTlbOp::All);
     assert_eq!(e.tlb_op(TlbOp::Asid(3)), HostTlbOp::Asid(3));
-    assert_eq!(e.tlb_op(TlbOp::Mva { va: 0x1000, asid: 3 }), HostTlbOp::Mva { va: 0x1000, asid: 3 });
-    assert_eq!(e.tlb_op(TlbOp::Mvaa(0x2000)), HostTlbOp::Mvaa { va: 0x2000, pages: 1 });
+    assert_eq!(
+        e.tlb_op(TlbOp::Mva {
+            va: 0x1000,
+            asid: 3
+        }),
+        HostTlbOp::Mva {
+            va: 0x1000,
+            asid: 3
+        }
+    );
+    assert_eq!(
+        e.tlb_op(TlbOp::Mvaa(0x2000)),
+        HostTlbOp::Mvaa {
+            va: 0x2000,
+            pages: 1
+        }
+    );
     assert_eq!(e.stats().tlb_ops, 4);
 }
 
@@ -517,28 +773,56 @@ fn target() -> impl Strategy<Value = u64> {
 /// A guest first-level item: (index, words to write at index.. (1 or 16)).
 fn l1_item() -> impl Strategy<Value = (u16, Vec<u32>)> {
     let idx = prop_oneof![3 => 0x400u16..0x440, 1 => 0u16..4096, 1 => 0xc00u16..0xc40];
-    (idx, 0u8..10, target(), any::<u32>(), 0usize..N_L2, any::<bool>()).prop_map(|(i, kind, t, rnd, l2, perturb)| match kind {
-        0..=3 => (i, alloc::vec![(t as u32 & 0xfff0_0000) | (rnd & 0x000b_fffd) | 2]),
-        4..=6 => (i, alloc::vec![(L2_AREA as u32 + l2 as u32 * 0x400) | (rnd & 0x3fc) | 1]),
-        7 | 8 => {
-            // Supersection group, at HIGH or in RAM A.
-            let base = if rnd & 1 == 0 { (1 << 20) as u32 } else { RAM_A as u32 };
-            let w = base | (1 << 18) | (rnd & 0x000b_fe1c) | 2;
-            let mut v = alloc::vec![w; 16];
-            if perturb {
-                v[(rnd >> 28) as usize] ^= 1 << 10;
+    (
+        idx,
+        0u8..10,
+        target(),
+        any::<u32>(),
+        0usize..N_L2,
+        any::<bool>(),
+    )
+        .prop_map(|(i, kind, t, rnd, l2, perturb)| match kind {
+            0..=3 => (
+                i,
+                alloc::vec![(t as u32 & 0xfff0_0000) | (rnd & 0x000b_fffd) | 2],
+            ),
+            4..=6 => (
+                i,
+                alloc::vec![(L2_AREA as u32 + l2 as u32 * 0x400) | (rnd & 0x3fc) | 1],
+            ),
+            7 | 8 => {
+                // Supersection group, at HIGH or in RAM A.
+                let base = if rnd & 1 == 0 {
+                    (1 << 20) as u32
+                } else {
+                    RAM_A as u32
+                };
+                let w = base | (1 << 18) | (rnd & 0x000b_fe1c) | 2;
+                let mut v = alloc::vec![w; 16];
+                if perturb {
+                    v[(rnd >> 28) as usize] ^= 1 << 10;
+                }
+                (i & !15, v)
             }
-            (i & !15, v)
-        }
-        _ => (i, alloc::vec![rnd]),
-    })
+            _ => (i, alloc::vec![rnd]),
+        })
 }
 
 fn l2_item() -> impl Strategy<Value = (usize, u8, Vec<u32>)> {
-    (0usize..N_L2, 0u8..255, 0u8..10, target(), any::<u32>()).prop_map(|(tab, j, kind, t, rnd)| match kind {
-        0..=5 => (tab, j, alloc::vec![(t as u32 & 0xffff_f000) | (rnd & 0xffd) | 2]),
-        6 | 7 => (tab, j & !15, alloc::vec![(t as u32 & 0xffff_0000) | (rnd & 0xfffc) | 1; 16]),
-        _ => (tab, j, alloc::vec![rnd]),
+    (0usize..N_L2, 0u8..255, 0u8..10, target(), any::<u32>()).prop_map(|(tab, j, kind, t, rnd)| {
+        match kind {
+            0..=5 => (
+                tab,
+                j,
+                alloc::vec![(t as u32 & 0xffff_f000) | (rnd & 0xffd) | 2],
+            ),
+            6 | 7 => (
+                tab,
+                j & !15,
+                alloc::vec![(t as u32 & 0xffff_0000) | (rnd & 0xfffc) | 1; 16],
+            ),
+            _ => (tab, j, alloc::vec![rnd]),
+        }
     })
 }
 
@@ -551,8 +835,16 @@ struct Scenario {
 }
 
 fn regime_strategy() -> impl Strategy<Value = Regime> {
-    (0u32..4, any::<u32>(), any::<[bool; 6]>(), any::<u32>(), any::<u32>(), any::<u8>(), 0u8..20).prop_map(
-        |(n, dacr, f, prrr, nmrr, asid, misc)| {
+    (
+        0u32..4,
+        any::<u32>(),
+        any::<[bool; 6]>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u8>(),
+        0u8..20,
+    )
+        .prop_map(|(n, dacr, f, prrr, nmrr, asid, misc)| {
             let mut sctlr = sctlr::M;
             if f[0] {
                 sctlr |= sctlr::AFE;
@@ -576,9 +868,17 @@ fn regime_strategy() -> impl Strategy<Value = Regime> {
             if f[3] && misc == 4 {
                 ttbcr |= ttbcr::PD1;
             }
-            Regime { ttbr0: TTB0 as u32 | (dacr & 0x5b), ttbr1: TTB1 as u32, ttbcr, dacr, sctlr, contextidr: asid as u32, prrr, nmrr }
-        },
-    )
+            Regime {
+                ttbr0: TTB0 as u32 | (dacr & 0x5b),
+                ttbr1: TTB1 as u32,
+                ttbcr,
+                dacr,
+                sctlr,
+                contextidr: asid as u32,
+                prrr,
+                nmrr,
+            }
+        })
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -588,7 +888,12 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         proptest::collection::vec(l2_item(), 0..40),
         proptest::collection::vec(any::<u32>(), 8),
     )
-        .prop_map(|(regime, l1, l2, probes)| Scenario { regime, l1, l2, probes })
+        .prop_map(|(regime, l1, l2, probes)| Scenario {
+            regime,
+            l1,
+            l2,
+            probes,
+        })
 }
 
 fn l1_table_base(r: &Regime, idx: u16) -> u64 {
@@ -637,7 +942,13 @@ fn probe_vas(s: &Scenario, extra: &[u32]) -> Vec<u32> {
 /// The central check: for every probe, the shadow never grants more than the guest, grants
 /// exactly the guest's translation composed with the map when it grants, and every shadow
 /// fault resolves to the right cause.
-fn check_equivalence(e: &ShadowEngine, r: &Regime, mem: &SparseMemory, map: &RegionMap, vas: &[u32]) -> Result<(), TestCaseError> {
+fn check_equivalence(
+    e: &ShadowEngine,
+    r: &Regime,
+    mem: &SparseMemory,
+    map: &RegionMap,
+    vas: &[u32],
+) -> Result<(), TestCaseError> {
     let wxn = r.sctlr & (sctlr::WXN | sctlr::UWXN) != 0;
     for &v in vas {
         for a in Access::ALL {
@@ -668,7 +979,14 @@ fn check_equivalence(e: &ShadowEngine, r: &Regime, mem: &SparseMemory, map: &Reg
                     }
                 }
                 (Ok(st), Err(gf)) => {
-                    prop_assert!(false, "shadow grants {:#x} {:?} -> {:#x}, guest faults {:?}", v, a, st.pa, gf);
+                    prop_assert!(
+                        false,
+                        "shadow grants {:#x} {:?} -> {:#x}, guest faults {:?}",
+                        v,
+                        a,
+                        st.pa,
+                        gf
+                    );
                 }
                 (Err(sf), Err(gf)) => {
                     prop_assert_eq!(e.classify(va(v), a, mem, map), Resolution::Guest(gf));
@@ -676,7 +994,10 @@ fn check_equivalence(e: &ShadowEngine, r: &Regime, mem: &SparseMemory, map: &Reg
                     // below 4 GiB are raised by the shadow itself, with the guest's domain.
                     if let Ok(leaf) = lookup(r, mem, va(v)) {
                         let plain = leaf.pa < (1 << 32)
-                            && matches!(map.backing(GuestPhysAddr::new(leaf.pa & !0xfff)), Backing::Ram { .. })
+                            && matches!(
+                                map.backing(GuestPhysAddr::new(leaf.pa & !0xfff)),
+                                Backing::Ram { .. }
+                            )
                             && map.lookup(leaf.pa).is_some_and(|h| h < (1 << 32))
                             && !e.is_protected(GuestPhysAddr::new(leaf.pa));
                         if plain && !wxn && leaf.size != PageSize::Supersection {
@@ -688,12 +1009,24 @@ fn check_equivalence(e: &ShadowEngine, r: &Regime, mem: &SparseMemory, map: &Reg
                 (Err(sf), Ok(gt)) => {
                     let res = e.classify(va(v), a, mem, map);
                     let hole = map.lookup(gt.pa).is_none();
-                    let prot = a.kind == AccessKind::Write && e.is_protected(GuestPhysAddr::new(gt.pa));
-                    let unrepresentable = map.lookup(gt.pa).is_some_and(|h| h >= 1 << 32) || (wxn && a.kind == AccessKind::Exec);
+                    let prot =
+                        a.kind == AccessKind::Write && e.is_protected(GuestPhysAddr::new(gt.pa));
+                    let unrepresentable = map.lookup(gt.pa).is_some_and(|h| h >= 1 << 32)
+                        || (wxn && a.kind == AccessKind::Exec);
                     match res {
                         Resolution::Mmio { gpa } => prop_assert!(hole && gpa.raw() == gt.pa),
-                        Resolution::WriteProtect { gpa } => prop_assert!(prot && gpa.raw() == gt.pa),
-                        _ => prop_assert!(unrepresentable, "stale shadow: va {:#x} {:?} gpa {:#x} shadow {:?} res {:?}", v, a, gt.pa, sf, res),
+                        Resolution::WriteProtect { gpa } => {
+                            prop_assert!(prot && gpa.raw() == gt.pa)
+                        }
+                        _ => prop_assert!(
+                            unrepresentable,
+                            "stale shadow: va {:#x} {:?} gpa {:#x} shadow {:?} res {:?}",
+                            v,
+                            a,
+                            gt.pa,
+                            sf,
+                            res
+                        ),
                     }
                 }
             }
@@ -707,7 +1040,8 @@ fn build(s: &Scenario) -> (SparseMemory, RegionMap, ShadowEngine) {
     let mut mem = guest_mem(&map);
     install(s, &mut mem);
     let mut e = engine(64, 4);
-    e.set_regime(s.regime, &mem, &map).expect("pool large enough");
+    e.set_regime(s.regime, &mem, &map)
+        .expect("pool large enough");
     (mem, map, e)
 }
 
@@ -732,7 +1066,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// (b) Random guest table sets: shadow walk == guest walk then map (or the right fault).
     #[test]
@@ -814,7 +1148,10 @@ proptest! {
                         prop_assert_eq!(mask_w(x), mask_w(y), "va {:#x} {:?}", v, a);
                     }
                 } else {
-                    prop_assert_eq!(x, y, "va {:#x} {:?} guest {:?} wp {:?}", v, a, translate(&r, &mem, va(v), a), translate(&r, &mem, va(v), P1R).map(|t| (e.is_protected(GuestPhysAddr::new(t.pa)), fresh.is_protected(GuestPhysAddr::new(t.pa)))));
+                    // Sizes may differ: protection of neighbouring pages held by cached roots
+                    // can force smaller shadow mappings.
+                    let unsize = |t: Option<Result<Translation, Fault>>| t.map(|t| t.map(|mut t| { t.size = PageSize::Small; t }));
+                    prop_assert_eq!(unsize(x), unsize(y), "va {:#x} {:?}", v, a);
                 }
             }
         }
@@ -860,6 +1197,51 @@ fn shadow_view_reads_pool() {
 #[test]
 fn region_map_holes_and_runs() {
     let m = host_map();
-    assert_eq!(m.backing(GuestPhysAddr::new(RAM_A + 0x1000)), Backing::Ram { hpa: HostPhysAddr::new(HPA_A + 0x1000), len: RAM_A_LEN - 0x1000 });
-    assert_eq!(m.backing(GuestPhysAddr::new(MMIO)), Backing::Hole { len: RAM_A - MMIO });
+    assert_eq!(
+        m.backing(GuestPhysAddr::new(RAM_A + 0x1000)),
+        Backing::Ram {
+            hpa: HostPhysAddr::new(HPA_A + 0x1000),
+            len: RAM_A_LEN - 0x1000
+        }
+    );
+    assert_eq!(
+        m.backing(GuestPhysAddr::new(MMIO)),
+        Backing::Hole { len: RAM_A - MMIO }
+    );
+}
+
+/// The scenario generator reaches every mapping kind and every resolution, so the property
+/// tests above are not vacuous.
+#[test]
+fn scenario_generator_covers_every_case() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let mut sizes = [0u32; 4];
+    let (mut mmio, mut wp, mut guest_kinds, mut ok) = (0, 0, [0u32; 5], 0);
+    for _ in 0..48 {
+        let s = scenario().new_tree(&mut runner).expect("tree").current();
+        let (mem, map, e) = build(&s);
+        for v in probe_vas(&s, &[]) {
+            for a in Access::ALL {
+                match e.shadow_translate(va(v), a).expect("regime") {
+                    Ok(t) => {
+                        ok += 1;
+                        sizes[t.size as usize] += 1;
+                    }
+                    Err(_) => match e.classify(va(v), a, &mem, &map) {
+                        Resolution::Mmio { .. } => mmio += 1,
+                        Resolution::WriteProtect { .. } => wp += 1,
+                        Resolution::Guest(f) => guest_kinds[f.kind as usize] += 1,
+                        _ => {}
+                    },
+                }
+            }
+        }
+    }
+    std::println!("ok={ok} sizes={sizes:?} mmio={mmio} wp={wp} guest={guest_kinds:?}");
+    assert!(ok > 500, "{ok}");
+    assert!(sizes.iter().all(|&n| n > 0), "{sizes:?}");
+    assert!(mmio > 0 && wp > 0, "{mmio} {wp}");
+    assert!(guest_kinds.iter().all(|&n| n > 0), "{guest_kinds:?}");
 }

@@ -199,12 +199,30 @@ pub struct Access {
 impl Access {
     /// All six (privilege, kind) combinations.
     pub const ALL: [Access; 6] = [
-        Access { pl: Pl::Pl1, kind: AccessKind::Read },
-        Access { pl: Pl::Pl1, kind: AccessKind::Write },
-        Access { pl: Pl::Pl1, kind: AccessKind::Exec },
-        Access { pl: Pl::Pl0, kind: AccessKind::Read },
-        Access { pl: Pl::Pl0, kind: AccessKind::Write },
-        Access { pl: Pl::Pl0, kind: AccessKind::Exec },
+        Access {
+            pl: Pl::Pl1,
+            kind: AccessKind::Read,
+        },
+        Access {
+            pl: Pl::Pl1,
+            kind: AccessKind::Write,
+        },
+        Access {
+            pl: Pl::Pl1,
+            kind: AccessKind::Exec,
+        },
+        Access {
+            pl: Pl::Pl0,
+            kind: AccessKind::Read,
+        },
+        Access {
+            pl: Pl::Pl0,
+            kind: AccessKind::Write,
+        },
+        Access {
+            pl: Pl::Pl0,
+            kind: AccessKind::Exec,
+        },
     ];
 }
 
@@ -221,7 +239,11 @@ pub struct Rwx {
 
 impl Rwx {
     /// Full access.
-    pub const ALL: Rwx = Rwx { r: true, w: true, x: true };
+    pub const ALL: Rwx = Rwx {
+        r: true,
+        w: true,
+        x: true,
+    };
     /// True if `kind` is allowed.
     pub const fn allows(&self, kind: AccessKind) -> bool {
         match kind {
@@ -333,10 +355,18 @@ pub fn resolve_attrs(regime: &Regime, a: RegionAttrs) -> MemAttrs {
     if regime.tre() {
         let n = ((a.tex as u32 & 1) << 2) | (c << 1) | b;
         match (regime.prrr >> (2 * n)) & 3 {
-            0 => MemAttrs { mem_type: MemType::StronglyOrdered, shareable: true, outer_shareable: true },
+            0 => MemAttrs {
+                mem_type: MemType::StronglyOrdered,
+                shareable: true,
+                outer_shareable: true,
+            },
             1 => {
                 let sh = regime.prrr >> (16 + a.s as u32) & 1 != 0;
-                MemAttrs { mem_type: MemType::Device, shareable: sh, outer_shareable: sh }
+                MemAttrs {
+                    mem_type: MemType::Device,
+                    shareable: sh,
+                    outer_shareable: sh,
+                }
             }
             2 => {
                 let sh = regime.prrr >> (18 + a.s as u32) & 1 != 0;
@@ -350,7 +380,11 @@ pub fn resolve_attrs(regime: &Regime, a: RegionAttrs) -> MemAttrs {
                     outer_shareable: sh && !nos,
                 }
             }
-            _ => MemAttrs { mem_type: MemType::Reserved, shareable: false, outer_shareable: false },
+            _ => MemAttrs {
+                mem_type: MemType::Reserved,
+                shareable: false,
+                outer_shareable: false,
+            },
         }
     } else {
         let s = a.s;
@@ -367,15 +401,35 @@ pub fn resolve_attrs(regime: &Regime, a: RegionAttrs) -> MemAttrs {
             return normal((c << 1) | b, tex as u32 & 3);
         }
         match (tex, c, b) {
-            (0, 0, 0) => MemAttrs { mem_type: MemType::StronglyOrdered, shareable: true, outer_shareable: true },
-            (0, 0, 1) => MemAttrs { mem_type: MemType::Device, shareable: true, outer_shareable: true },
+            (0, 0, 0) => MemAttrs {
+                mem_type: MemType::StronglyOrdered,
+                shareable: true,
+                outer_shareable: true,
+            },
+            (0, 0, 1) => MemAttrs {
+                mem_type: MemType::Device,
+                shareable: true,
+                outer_shareable: true,
+            },
             (0, 1, 0) => normal(2, 2),
             (0, 1, 1) => normal(3, 3),
             (1, 0, 0) => normal(0, 0),
-            (1, 1, 0) => MemAttrs { mem_type: MemType::ImplementationDefined, shareable: s, outer_shareable: s },
+            (1, 1, 0) => MemAttrs {
+                mem_type: MemType::ImplementationDefined,
+                shareable: s,
+                outer_shareable: s,
+            },
             (1, 1, 1) => normal(1, 1),
-            (2, 0, 0) => MemAttrs { mem_type: MemType::Device, shareable: false, outer_shareable: false },
-            _ => MemAttrs { mem_type: MemType::Reserved, shareable: false, outer_shareable: false },
+            (2, 0, 0) => MemAttrs {
+                mem_type: MemType::Device,
+                shareable: false,
+                outer_shareable: false,
+            },
+            _ => MemAttrs {
+                mem_type: MemType::Reserved,
+                shareable: false,
+                outer_shareable: false,
+            },
         }
     }
 }
@@ -510,11 +564,41 @@ impl Fault {
     pub const fn fs(&self) -> u8 {
         let l2 = self.level >= 2;
         match self.kind {
-            FaultKind::Translation => if l2 { 0b00111 } else { 0b00101 },
-            FaultKind::AccessFlag => if l2 { 0b00110 } else { 0b00011 },
-            FaultKind::Domain => if l2 { 0b01011 } else { 0b01001 },
-            FaultKind::Permission => if l2 { 0b01111 } else { 0b01101 },
-            FaultKind::ExternalAbortOnWalk => if l2 { 0b01110 } else { 0b01100 },
+            FaultKind::Translation => {
+                if l2 {
+                    0b00111
+                } else {
+                    0b00101
+                }
+            }
+            FaultKind::AccessFlag => {
+                if l2 {
+                    0b00110
+                } else {
+                    0b00011
+                }
+            }
+            FaultKind::Domain => {
+                if l2 {
+                    0b01011
+                } else {
+                    0b01001
+                }
+            }
+            FaultKind::Permission => {
+                if l2 {
+                    0b01111
+                } else {
+                    0b01101
+                }
+            }
+            FaultKind::ExternalAbortOnWalk => {
+                if l2 {
+                    0b01110
+                } else {
+                    0b01100
+                }
+            }
         }
     }
     /// The DFSR value for a data abort: FS[3:0] in bits[3:0], Domain in bits[7:4] (0 when
@@ -536,14 +620,22 @@ impl Fault {
 
 #[inline]
 const fn fault(kind: FaultKind, level: u8, domain: Option<u8>) -> Fault {
-    Fault { kind, level, domain }
+    Fault {
+        kind,
+        level,
+        domain,
+    }
 }
 
 /// Walks the guest tables for `va` (its low 32 bits) and returns the leaf it reaches, or a
 /// translation fault / external abort on the walk. Does not look at DACR, AP or AFE.
 /// Expects SCTLR.M=1 and TTBCR.EAE=0 (not checked here). Never panics.
 #[inline]
-pub fn lookup<M: GuestMemory + ?Sized>(regime: &Regime, mem: &M, va: VirtAddr) -> Result<Leaf, Fault> {
+pub fn lookup<M: GuestMemory + ?Sized>(
+    regime: &Regime,
+    mem: &M,
+    va: VirtAddr,
+) -> Result<Leaf, Fault> {
     let va = va.raw() as u32;
     let ttbr = regime.ttbr_for(va);
     let base = if ttbr == 1 {
@@ -566,7 +658,12 @@ pub fn lookup<M: GuestMemory + ?Sized>(regime: &Regime, mem: &M, va: VirtAddr) -
 
 /// Completes a walk given the first-level descriptor word `w` for `va`.
 #[inline]
-pub fn leaf_from_l1<M: GuestMemory + ?Sized>(mem: &M, w: u32, va: u32, ttbr: u8) -> Result<Leaf, Fault> {
+pub fn leaf_from_l1<M: GuestMemory + ?Sized>(
+    mem: &M,
+    w: u32,
+    va: u32,
+    ttbr: u8,
+) -> Result<Leaf, Fault> {
     match L1Desc::decode(w) {
         L1Desc::Fault(_) => Err(fault(FaultKind::Translation, 1, None)),
         L1Desc::Section(s) => Ok(Leaf {
@@ -607,7 +704,12 @@ pub fn leaf_from_l1<M: GuestMemory + ?Sized>(mem: &M, w: u32, va: u32, ttbr: u8)
 
 /// Completes a walk given the page-table descriptor and second-level word `w2` for `va`.
 #[inline]
-pub fn leaf_from_l2(w2: u32, t: &super::desc::PageTableDesc, va: u32, ttbr: u8) -> Result<Leaf, Fault> {
+pub fn leaf_from_l2(
+    w2: u32,
+    t: &super::desc::PageTableDesc,
+    va: u32,
+    ttbr: u8,
+) -> Result<Leaf, Fault> {
     match L2Desc::decode(w2) {
         L2Desc::Fault(_) => Err(fault(FaultKind::Translation, 2, Some(t.domain))),
         L2Desc::Large(l) => Ok(Leaf {
@@ -651,14 +753,29 @@ pub fn leaf_perms(regime: &Regime, leaf: &Leaf) -> Result<Perms, Fault> {
         DomainAccess::NoAccess | DomainAccess::Reserved => {
             Err(fault(FaultKind::Domain, leaf.level, Some(leaf.domain)))
         }
-        DomainAccess::Manager => Ok(Perms { pl1: Rwx::ALL, pl0: Rwx::ALL }),
+        DomainAccess::Manager => Ok(Perms {
+            pl1: Rwx::ALL,
+            pl0: Rwx::ALL,
+        }),
         DomainAccess::Client => {
             let ((r1, w1), (r0, w0)) = ap_permissions(leaf.ap, afe);
             let wxn = regime.sctlr & sctlr::WXN != 0;
             let uwxn = regime.sctlr & sctlr::UWXN != 0;
-            let x1 = r1 && !leaf.xn && !leaf.pxn && !(wxn && w1) && !(uwxn && w0);
+            let blocked1 = leaf.xn || leaf.pxn || (wxn && w1) || (uwxn && w0);
+            let x1 = r1 && !blocked1;
             let x0 = r0 && !leaf.xn && !(wxn && w0);
-            Ok(Perms { pl1: Rwx { r: r1, w: w1, x: x1 }, pl0: Rwx { r: r0, w: w0, x: x0 } })
+            Ok(Perms {
+                pl1: Rwx {
+                    r: r1,
+                    w: w1,
+                    x: x1,
+                },
+                pl0: Rwx {
+                    r: r0,
+                    w: w0,
+                    x: x0,
+                },
+            })
         }
     }
 }
@@ -709,14 +826,25 @@ pub const fn mmu_off_translation(regime: &Regime, va: u32, kind: AccessKind) -> 
             } else {
                 Cacheability::NonCacheable
             };
-            MemAttrs { mem_type: MemType::Normal { inner: c, outer: c }, shareable: true, outer_shareable: true }
+            MemAttrs {
+                mem_type: MemType::Normal { inner: c, outer: c },
+                shareable: true,
+                outer_shareable: true,
+            }
         }
-        _ => MemAttrs { mem_type: MemType::StronglyOrdered, shareable: true, outer_shareable: true },
+        _ => MemAttrs {
+            mem_type: MemType::StronglyOrdered,
+            shareable: true,
+            outer_shareable: true,
+        },
     };
     Translation {
         pa: va as u64,
         size: PageSize::Section,
-        perms: Perms { pl1: Rwx::ALL, pl0: Rwx::ALL },
+        perms: Perms {
+            pl1: Rwx::ALL,
+            pl0: Rwx::ALL,
+        },
         attrs,
         global: true,
         ns: false,
@@ -741,10 +869,22 @@ impl AtsOp {
     /// The access the operation checks.
     pub const fn access(self) -> Access {
         match self {
-            AtsOp::Cpr => Access { pl: Pl::Pl1, kind: AccessKind::Read },
-            AtsOp::Cpw => Access { pl: Pl::Pl1, kind: AccessKind::Write },
-            AtsOp::Cur => Access { pl: Pl::Pl0, kind: AccessKind::Read },
-            AtsOp::Cuw => Access { pl: Pl::Pl0, kind: AccessKind::Write },
+            AtsOp::Cpr => Access {
+                pl: Pl::Pl1,
+                kind: AccessKind::Read,
+            },
+            AtsOp::Cpw => Access {
+                pl: Pl::Pl1,
+                kind: AccessKind::Write,
+            },
+            AtsOp::Cur => Access {
+                pl: Pl::Pl0,
+                kind: AccessKind::Read,
+            },
+            AtsOp::Cuw => Access {
+                pl: Pl::Pl0,
+                kind: AccessKind::Write,
+            },
         }
     }
 }
@@ -814,7 +954,11 @@ pub fn ats1<M: GuestMemory + ?Sized>(regime: &Regime, mem: &M, va: VirtAddr, op:
     let access = op.access();
     if !regime.mmu_on() {
         // Address translation operations report data-access attributes.
-        return par(&Ok(mmu_off_translation(regime, va.raw() as u32, AccessKind::Read)));
+        return par(&Ok(mmu_off_translation(
+            regime,
+            va.raw() as u32,
+            AccessKind::Read,
+        )));
     }
     par(&translate(regime, mem, va, access))
 }

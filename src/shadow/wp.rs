@@ -15,7 +15,10 @@ pub(crate) struct WpSet {
 
 impl WpSet {
     pub(crate) fn new() -> Self {
-        WpSet { top: vec![None; 4096], counts: BTreeMap::new() }
+        WpSet {
+            top: vec![None; 4096],
+            counts: BTreeMap::new(),
+        }
     }
 
     /// Adds one reference to page `page` (a page number, gpa >> 12). True if the page just
@@ -34,7 +37,9 @@ impl WpSet {
 
     /// Drops one reference. True if the page just became unprotected.
     pub(crate) fn dec(&mut self, page: u32) -> bool {
-        let Some(c) = self.counts.get_mut(&page) else { return false };
+        let Some(c) = self.counts.get_mut(&page) else {
+            return false;
+        };
         *c -= 1;
         if *c == 0 {
             self.counts.remove(&page);

@@ -1,6 +1,6 @@
 //! List-register formats: GICH_LR<n> (GICv2, 32-bit) and ICH_LR<n>_EL2 (GICv3, 64-bit).
 //!
-//! Layouts: IHI 0048B §5.3.11 (GICH_LR, Table 5-9) and IHI 0069 §12.4.? "ICH_LR<n>_EL2"
+//! Layouts: IHI 0048B §5.3 (GICH_LR<n>) and IHI 0069 §12.4 (ICH_LR<n>_EL2)
 //! (state [63:62], HW [61], Group [60], Priority [55:48], pINTID [44:32] or EOI [41],
 //! vINTID [31:0]). [`Lr`] is the version-independent view the model works with;
 //! [`Lr::encode`] / [`Lr::decode`] convert to and from the raw register values the arch
@@ -12,7 +12,7 @@ use tock_registers::{register_bitfields, LocalRegisterCopy};
 use super::GicVersion;
 
 register_bitfields! {u32,
-    /// GICH_LR<n> (IHI 0048B §5.3.11).
+    /// GICH_LR<n> (IHI 0048B §5.3, GICH_LR<n>).
     pub GICH_LR [
         /// The virtual interrupt ID the guest sees.
         VirtualID OFFSET(0) NUMBITS(10) [],
@@ -34,7 +34,7 @@ register_bitfields! {u32,
 }
 
 register_bitfields! {u64,
-    /// ICH_LR<n>_EL2 (IHI 0069 §12.4, "ICH_LR<n>_EL2").
+    /// ICH_LR<n>_EL2 (IHI 0069 §12.4, virtualization control registers).
     pub ICH_LR [
         /// The virtual INTID.
         vINTID OFFSET(0) NUMBITS(32) [],
@@ -236,7 +236,10 @@ mod tests {
             eoi_maint: false,
             source: 2,
         };
-        assert_eq!(lr.encode_v2(), 0x1000_0000 | (0xa0 >> 3) << 23 | 2 << 10 | 1);
+        assert_eq!(
+            lr.encode_v2(),
+            0x1000_0000 | (0xa0 >> 3) << 23 | 2 << 10 | 1
+        );
         // HW timer: vINTID 27 -> pINTID 27, pending, group 1.
         let hw = Lr {
             vintid: 27,
@@ -256,7 +259,10 @@ mod tests {
             state: LrState::PendingActive,
             ..lr
         };
-        assert_eq!(eoi.encode_v2(), 0x3000_0000 | (0xa0 >> 3) << 23 | 1 << 19 | 33);
+        assert_eq!(
+            eoi.encode_v2(),
+            0x3000_0000 | (0xa0 >> 3) << 23 | 1 << 19 | 33
+        );
     }
 
     #[test]
@@ -270,7 +276,10 @@ mod tests {
             eoi_maint: false,
             source: 0,
         };
-        assert_eq!(lr.encode_v3(), 2 << 62 | 1 << 61 | 1 << 60 | 0xa0 << 48 | 27 << 32 | 27);
+        assert_eq!(
+            lr.encode_v3(),
+            2 << 62 | 1 << 61 | 1 << 60 | 0xa0 << 48 | 27 << 32 | 27
+        );
         let lvl = Lr {
             vintid: 33,
             hw: None,
@@ -278,7 +287,10 @@ mod tests {
             state: LrState::Pending,
             ..lr
         };
-        assert_eq!(lvl.encode_v3(), 1 << 62 | 1 << 60 | 0xa0 << 48 | 1 << 41 | 33);
+        assert_eq!(
+            lvl.encode_v3(),
+            1 << 62 | 1 << 60 | 0xa0 << 48 | 1 << 41 | 33
+        );
         assert_eq!(Lr::decode_v3(lvl.encode_v3()), lvl);
         assert_eq!(Lr::decode_v3(0).state, LrState::Invalid);
     }
@@ -293,7 +305,15 @@ mod tests {
     }
 
     fn arb_lr() -> impl Strategy<Value = Lr> {
-        (0u32..1020, 0u64..4, any::<u8>(), any::<bool>(), proptest::option::of(16u32..1020), any::<bool>(), 0u8..8)
+        (
+            0u32..1020,
+            0u64..4,
+            any::<u8>(),
+            any::<bool>(),
+            proptest::option::of(16u32..1020),
+            any::<bool>(),
+            0u8..8,
+        )
             .prop_map(|(vintid, st, priority, group1, hw, eoi_maint, source)| Lr {
                 vintid,
                 state: LrState::from_bits(st),

@@ -1,6 +1,7 @@
 //! AArch64 EL2 host: entry, vectors, world switch, MMU, PSCI calls and TLB maintenance.
 
 pub mod boot;
+pub mod gic;
 pub mod mem;
 pub mod switch;
 pub mod sysreg;

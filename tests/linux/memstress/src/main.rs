@@ -3,12 +3,13 @@
 //! ```text
 //! memstress --mib N [--seed S] [--passes K]
 //! memstress --percent P [--seed S] [--passes K]   (P% of MemAvailable)
+//! memstress --mib N --inject-fault                  (flips a bit: must print FAILED)
 //! ```
 //!
 //! Allocates the memory, then for each pattern writes every machine word and verifies
 //! it: address-in-address (each word holds its own address), walking bits (word i holds
 //! `1 << (i % BITS)`, inverted on every other round of BITS words), and pseudo-random
-//! words from a seed (splitmix64 of seed and index, so verification regenerates them).
+//! words from a seed (xorshift64; the verification regenerates the sequence).
 //! Prints one line in the project's format, `ok - memstress N MiB` or
 //! `FAILED - memstress N MiB: details`, preceded by `#` comment lines with figures.
 //! Exits 0 on success, 1 on a mismatch or allocation failure, 2 on bad usage.
@@ -55,14 +56,33 @@ impl Pattern {
             Pattern::AddressInAddress => addr,
             Pattern::WalkingBits => {
                 let v = 1usize << (i % BITS);
-                if (i / BITS) % 2 == 0 {
+                if (i / BITS).is_multiple_of(2) {
                     v
                 } else {
                     !v
                 }
             }
-            Pattern::Random(seed) => splitmix64(seed ^ (i as u64)) as usize,
+            Pattern::Random(_) => unreachable!("random words come from Xorshift"),
         }
+    }
+}
+
+/// xorshift64 (Marsaglia): cheap enough to regenerate the random pattern for the
+/// verification pass, which matters on emulated CPUs.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn new(seed: u64) -> Self {
+        Xorshift(splitmix64(seed) | 1)
+    }
+    #[inline(always)]
+    fn next(&mut self) -> usize {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x as usize
     }
 }
 
@@ -84,6 +104,7 @@ fn main() {
     let mut percent: Option<u64> = None;
     let mut seed: u64 = 0x5eed_1234_abcd_0001;
     let mut passes: usize = 1;
+    let mut inject_fault = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -91,8 +112,10 @@ fn main() {
             "--percent" => percent = Some(parse("--percent", args.next())),
             "--seed" => seed = parse("--seed", args.next()),
             "--passes" => passes = parse("--passes", args.next()),
+            // Flips one bit after the first write, to show that verification catches it.
+            "--inject-fault" => inject_fault = true,
             "-h" | "--help" => {
-                println!("usage: memstress (--mib N | --percent P) [--seed S] [--passes K]");
+                println!("usage: memstress (--mib N | --percent P) [--seed S] [--passes K] [--inject-fault]");
                 return;
             }
             _ => usage(&format!("unknown argument '{a}'")),
@@ -130,6 +153,7 @@ fn main() {
         Pattern::Random(seed),
     ];
     let mut bytes_moved: u64 = 0;
+    let mut timings = String::new();
     for pass in 0..passes {
         for (k, &p) in patterns.iter().enumerate() {
             // Vary the random seed on each pass.
@@ -138,20 +162,40 @@ fn main() {
                 other => other,
             };
             let word = std::mem::size_of::<usize>();
+            let t = Instant::now();
+            let mut rng = Xorshift::new(match p {
+                Pattern::Random(s) => s,
+                _ => 0,
+            });
+            let mut gen = |i: usize| match p {
+                Pattern::Random(_) => rng.next(),
+                _ => p.value(i, base + i * word),
+            };
             if pass == 0 && k == 0 {
                 // The first write also populates the pages.
-                buf.extend((0..words).map(|i| p.value(i, base + i * word)));
+                buf.extend((0..words).map(&mut gen));
             } else {
                 for (i, w) in buf.iter_mut().enumerate() {
-                    *w = p.value(i, base + i * word);
+                    *w = gen(i);
                 }
+            }
+            if inject_fault && pass == 0 && k == 0 {
+                buf[words / 2] ^= 1 << 5;
             }
             // Keep the compiler from reasoning about the contents across the passes.
             black_box(&mut buf);
+            let mut rng = Xorshift::new(match p {
+                Pattern::Random(s) => s,
+                _ => 0,
+            });
+            let mut gen = |i: usize| match p {
+                Pattern::Random(_) => rng.next(),
+                _ => p.value(i, base + i * word),
+            };
             let mut bad = 0usize;
             let mut first: Option<(usize, usize, usize)> = None;
             for (i, &w) in buf.iter().enumerate() {
-                let want = p.value(i, base + i * word);
+                let want = gen(i);
                 if w != want {
                     bad += 1;
                     if first.is_none() {
@@ -159,6 +203,7 @@ fn main() {
                     }
                 }
             }
+            timings.push_str(&format!(" {} {:.2}s", p.name(), t.elapsed().as_secs_f64()));
             bytes_moved += 2 * (words * word) as u64;
             if let Some((addr, want, got)) = first {
                 println!(
@@ -175,5 +220,6 @@ fn main() {
         patterns.len(),
         bytes_moved as f64 / 1048576.0 / secs.max(1e-9)
     );
+    println!("# memstress times:{timings}");
     println!("ok - {name}");
 }
