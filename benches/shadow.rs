@@ -16,6 +16,7 @@ const HPA: u64 = 0x8000_0000;
 const TABLE_MEM: u64 = 4 << 20;
 const L1: u64 = RAM + 0x4000;
 const L2_BASE: u64 = RAM + 0x10_0000;
+const SPARE_L2: u64 = RAM + 0x20_0000;
 
 struct Guest {
     mem: FlatMemory,
@@ -42,7 +43,11 @@ fn linux_like() -> Guest {
         w(&mut mem, L1 + (0xc00 + i) * 4, d);
     }
     // User L2 tables, domain 1, spread over the user address space.
-    let user_mibs: Vec<u64> = (0..16).chain(0x100..0x110).chain(0x400..0x410).chain(0xbe0..0xbf0).collect();
+    let user_mibs: Vec<u64> = (0..16)
+        .chain(0x100..0x110)
+        .chain(0x400..0x410)
+        .chain(0xbe0..0xbf0)
+        .collect();
     assert_eq!(user_mibs.len(), 64);
     for (k, &mib) in user_mibs.iter().enumerate() {
         let l2 = L2_BASE + k as u64 * 0x400;
@@ -53,6 +58,13 @@ fn linux_like() -> Guest {
             let d = (page as u32) | 2 | (3 << 4) | (1 << 6) | (3 << 2) | (1 << 10) | (1 << 11);
             w(&mut mem, l2 + j * 4, d);
         }
+    }
+    // A spare, unreferenced copy of user table 3 in its own page (for the hook benchmark).
+    for j in 0..256u64 {
+        let d =
+            hv::shadow::GuestMemory::read_u32(&mem, GuestPhysAddr::new(L2_BASE + 0xc00 + j * 4))
+                .expect("table");
+        w(&mut mem, SPARE_L2 + j * 4, d);
     }
     // A large page (entries 0xf0..0xff of the first user table).
     let large = ((RAM + 0x200_0000) as u32) | 1 | (3 << 4) | (1 << 12) | (3 << 2);
@@ -74,13 +86,24 @@ fn linux_like() -> Guest {
         prrr: 0xff0a_81a8,
         nmrr: 0x40e0_40e0,
     };
-    Guest { mem, map, regime, l2_slot: L2_BASE + 0x400 * 3 + 17 * 4 }
+    Guest {
+        mem,
+        map,
+        regime,
+        l2_slot: L2_BASE + 0x400 * 3 + 17 * 4,
+    }
 }
 
 fn bench_walk(c: &mut Criterion) {
     let g = linux_like();
-    let read = Access { pl: Pl::Pl0, kind: AccessKind::Read };
-    let kread = Access { pl: Pl::Pl1, kind: AccessKind::Read };
+    let read = Access {
+        pl: Pl::Pl0,
+        kind: AccessKind::Read,
+    };
+    let kread = Access {
+        pl: Pl::Pl1,
+        kind: AccessKind::Read,
+    };
     let mut group = c.benchmark_group("walk");
     for (name, va, acc) in [
         ("section", 0xc012_3456u32, kread),
@@ -90,11 +113,24 @@ fn bench_walk(c: &mut Criterion) {
         ("translation_fault", 0x2000_0000, read),
     ] {
         group.bench_function(name, |b| {
-            b.iter(|| translate(black_box(&g.regime), &g.mem, black_box(VirtAddr::new(va as u64)), acc))
+            b.iter(|| {
+                translate(
+                    black_box(&g.regime),
+                    &g.mem,
+                    black_box(VirtAddr::new(va as u64)),
+                    acc,
+                )
+            })
         });
     }
     group.bench_function("section_lookup_only", |b| {
-        b.iter(|| hv::shadow::walk::lookup(black_box(&g.regime), &g.mem, black_box(VirtAddr::new(0xc012_3456))))
+        b.iter(|| {
+            hv::shadow::walk::lookup(
+                black_box(&g.regime),
+                &g.mem,
+                black_box(VirtAddr::new(0xc012_3456)),
+            )
+        })
     });
     group.finish();
 }
@@ -118,7 +154,12 @@ fn bench_sync(c: &mut Criterion) {
     let mut e = ShadowEngine::new(Pool::new(HostPhysAddr::new(0x2000_0000), 128), 4);
     e.set_regime(g.regime, &g.mem, &g.map).expect("build");
     let s = e.stats();
-    println!("linux-like build: fills={} l2_builds={} protected_pages={}", s.fills, s.l2_builds, e.protected_pages());
+    println!(
+        "linux-like build: fills={} l2_builds={} protected_pages={}",
+        s.fills,
+        s.l2_builds,
+        e.protected_pages()
+    );
     let page_a = ((RAM + 0x300_0000) as u32) | 2 | (3 << 4) | (1 << 11);
     let page_b = ((RAM + 0x300_1000) as u32) | 2 | (1 << 4) | (1 << 11) | 1;
     let mut group = c.benchmark_group("sync");
@@ -127,7 +168,8 @@ fn bench_sync(c: &mut Criterion) {
         b.iter(|| {
             flip = !flip;
             let v = if flip { page_a } else { page_b };
-            e.sync_write(GuestPhysAddr::new(g.l2_slot), black_box(v), &g.mem, &g.map).expect("sync")
+            e.sync_write(GuestPhysAddr::new(g.l2_slot), black_box(v), &g.mem, &g.map)
+                .expect("sync")
         })
     });
     let sec_a = ((RAM + 0x500_0000) as u32) | 2 | (1 << 10);
@@ -137,11 +179,34 @@ fn bench_sync(c: &mut Criterion) {
         b.iter(|| {
             flip = !flip;
             let v = if flip { sec_a } else { sec_b };
-            e.sync_write(GuestPhysAddr::new(l1_slot), black_box(v), &g.mem, &g.map).expect("sync")
+            e.sync_write(GuestPhysAddr::new(l1_slot), black_box(v), &g.mem, &g.map)
+                .expect("sync")
+        })
+    });
+    // Re-pointing an L1 entry between a table in an already protected page and a table in an
+    // unprotected one: each write builds 256 shadow entries, (un)protects a page and rescans
+    // the shadow for mappings of it.
+    let pt_a = ((L2_BASE + 0x400 * 3) as u32) | 1 | (1 << 5);
+    let pt_b = (SPARE_L2 as u32) | 1 | (1 << 5);
+    let l1_user = L1 + 0x200 * 4;
+    group.bench_function("l1_page_table_write", |b| {
+        b.iter(|| {
+            flip = !flip;
+            let v = if flip { pt_a } else { pt_b };
+            e.sync_write(GuestPhysAddr::new(l1_user), black_box(v), &g.mem, &g.map)
+                .expect("sync")
         })
     });
     group.bench_function("non_descriptor_write", |b| {
-        b.iter(|| e.sync_write(GuestPhysAddr::new(RAM + 0x80_0000), black_box(0x1234), &g.mem, &g.map).expect("sync"))
+        b.iter(|| {
+            e.sync_write(
+                GuestPhysAddr::new(RAM + 0x80_0000),
+                black_box(0x1234),
+                &g.mem,
+                &g.map,
+            )
+            .expect("sync")
+        })
     });
     group.finish();
 }

@@ -321,6 +321,8 @@ pub struct UartInfo<'a> {
     pub clock_hz: Option<u32>,
     /// Baud rate from the stdout-path options (e.g. "115200n8").
     pub baud: Option<u32>,
+    /// The UART's interrupt (its RX interrupt is forwarded to the console VM).
+    pub irq: Option<IrqSpec>,
 }
 
 /// The architected timer.
@@ -1348,6 +1350,9 @@ fn parse_uart<'a>(
             None
         }
     });
+    let irq = tree
+        .irqs::<1>(&chain, "uart")?
+        .and_then(|l| l.as_slice().first().copied());
     let baud = opts.and_then(|o| {
         let digits = o.bytes().take_while(|c| c.is_ascii_digit()).count();
         o[..digits].parse::<u32>().ok().filter(|b| *b != 0)
@@ -1366,6 +1371,7 @@ fn parse_uart<'a>(
         size: r.size,
         clock_hz,
         baud,
+        irq,
     }))
 }
 
@@ -1423,6 +1429,7 @@ pub(crate) mod tests {
         assert_eq!(mi.intid(), Some(25));
         let uart = p.uart.unwrap();
         assert_eq!(p.stdout_path, Some("/pl011@9000000"));
+        assert_eq!(p.uart.as_ref().and_then(|u| u.irq).and_then(|i| i.intid()), Some(33));
         assert_eq!(uart.base, HostPhysAddr::new(0x0900_0000));
         assert_eq!(uart.size, 0x1000);
         assert_eq!(uart.clock_hz, Some(24_000_000));

@@ -12,7 +12,11 @@ use crate::dt::HostPlatform;
 use crate::loader::{self, GuestDevice, GuestDtSpec, GuestGic};
 use crate::mmio::MmioRouter;
 use crate::pgtable::{Geometry, PageTableError, Prot, Stage1PageTable, Stage2PageTable};
-use crate::vm::{Action, BootInfo, GuestMemoryMap, Vm, VmSpec};
+use crate::arch::gic::HostGic;
+use crate::devices::irq::IrqWired;
+use crate::vgic::{GicVersion, GicdMmio, GicrMmio, Vgic};
+use crate::vm::{Action, BootInfo, GuestMemoryMap, Power, RunState, Vm, VmSpec};
+use core::sync::atomic::{AtomicU32, AtomicU64};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -26,6 +30,34 @@ pub const GUEST_RAM_BASE: u64 = 0x4000_0000;
 pub const GUEST_UART_BASE: u64 = 0x0900_0000;
 /// Guest IPA of the test device.
 pub const GUEST_TESTDEV_BASE: u64 = 0x0b00_0000;
+
+/// Guest IPA of the GIC distributor (QEMU virt layout).
+pub const GUEST_GICD_BASE: u64 = 0x0800_0000;
+/// Guest IPA of the GICv2 CPU interface (where the host's GICV is mapped).
+pub const GUEST_GICC_BASE: u64 = 0x0801_0000;
+/// Guest IPA of the GICv3 redistributors.
+pub const GUEST_GICR_BASE: u64 = 0x080a_0000;
+/// SPIs each VM's vGIC implements (INTIDs 32..96).
+const GUEST_SPIS: usize = 64;
+/// The guest UART's interrupt: SPI 1, as on QEMU virt.
+const GUEST_UART_INTID: u32 = 33;
+/// Host SGI used to make another physical CPU leave its guest.
+const KICK_SGI: u32 = 0;
+/// GIC maintenance interrupt (PPI 9).
+const MAINTENANCE_INTID: u32 = 25;
+/// Virtual and physical timer PPIs, forwarded to the vCPU owning the CPU.
+const VTIMER_INTID: u32 = 27;
+const PTIMER_INTID: u32 = 30;
+
+/// The host GIC, once initialised.
+static GIC: Once<HostGic> = Once::new();
+/// The host GIC's virtual CPU interface base (GICv2), to map into guests.
+static GICV_BASE: AtomicU64 = AtomicU64::new(0);
+/// The host console UART's interrupt (forwarded to the VM on CPU 0).
+static UART_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
+/// Per physical CPU: MPIDR and GICv2 CPU interface number, for kicks.
+static CPU_MPIDR: [AtomicU64; arch::MAX_CPUS] = [const { AtomicU64::new(0) }; arch::MAX_CPUS];
+static CPU_IF: [AtomicU32; arch::MAX_CPUS] = [const { AtomicU32::new(0) }; arch::MAX_CPUS];
 
 /// Early heap, used until the frame allocator hands the heap its real memory.
 static mut EARLY_HEAP: [u8; 256 * 1024] = [0; 256 * 1024];
@@ -185,6 +217,10 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     }
     enable_mmu(&plat, conduit);
     info!("EL2 MMU on; {} MiB free for guests", arch::mem::FRAMES.lock().free_bytes() >> 20);
+    for (i, c) in plat.cpus.iter().enumerate().take(arch::MAX_CPUS) {
+        CPU_MPIDR[i].store(c.mpidr, Ordering::Relaxed);
+    }
+    init_host_gic(&plat);
 
     // VMs.
     let cfg_text = bundle.get("config").and_then(|c| core::str::from_utf8(c).ok()).unwrap_or("");
@@ -234,6 +270,7 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
 /// Secondary CPU entry.
 pub fn secondary_main(cpu: usize) -> ! {
     enable_mmu_secondary();
+    init_gic_cpu(cpu);
     cpu_loop(cpu)
 }
 
@@ -278,20 +315,12 @@ fn enable_mmu_secondary() {
 }
 
 fn init_console(plat: &HostPlatform) {
-    static mut UART: Option<crate::drivers::pl011::Pl011> = None;
     if let Some(u) = plat.uart.as_ref() {
         // SAFETY: the base comes from the device tree's stdout-path node, is a PL011
-        // per its compatible string, and nothing else drives it; UART is written once
-        // here before any other CPU runs.
-        unsafe {
-            let mut d = crate::drivers::pl011::Pl011::new(u.base.raw() as usize);
-            d.init(u.clock_hz, 115_200);
-            let slot = &mut *core::ptr::addr_of_mut!(UART);
-            *slot = Some(d);
-            if let Some(d) = slot.as_mut() {
-                crate::logger::init(d, log::LevelFilter::Info);
-            }
-        }
+        // per its compatible string, and nothing else drives it: the logger owns it.
+        let mut d = unsafe { crate::drivers::pl011::Pl011::new(u.base.raw() as usize) };
+        d.init(u.clock_hz, u.baud.unwrap_or(115_200));
+        crate::logger::init(d, log::LevelFilter::Info);
     }
 }
 
@@ -360,31 +389,70 @@ fn create_vm(id: usize, c: &VmConfig, bundle: &Bundle<'static>, geometry: Geomet
         .lock()
         .alloc_best_aligned(c.mem, &[1 << 30, 2 << 20])
         .map_err(|e| format!("guest RAM of {} MiB: {e}", c.mem >> 20))?;
-    let devs = [GuestDevice::Pl011 { base: GUEST_UART_BASE, spi: Some(1) }];
+    let vmid = (id + 1) as u8;
+    let mut pt = Stage2PageTable::new(geometry, vmid, FrameMm, HwTlb).map_err(|e| format!("stage-2 tables: {e}"))?;
+    let vttbr = pt.vttbr();
+    let mut mmio = MmioRouter::default();
+    let console = VmConsole { prefix: prefixed.then(|| c.name.clone()), line: Vec::new() };
+    let uart = devices::pl011::Pl011::new(Box::new(console));
+    let uart_range = GuestRange::new(GuestPhysAddr::new(GUEST_UART_BASE), 0x1000);
+    // The interrupt controller the guest sees follows the host's.
+    let version = match GIC.get() {
+        Some(HostGic::V2(_)) => Some(GicVersion::V2),
+        Some(HostGic::V3 { .. }) => Some(GicVersion::V3),
+        None => None,
+    };
+    let (guest_gic, vgic) = match version {
+        None => {
+            mmio.register(uart_range, Box::new(uart)).map_err(|e| format!("{e:?}"))?;
+            (GuestGic::None, None)
+        }
+        Some(ver) => {
+            let mut v = Vgic::new(ver, c.cpus, GUEST_SPIS).map_err(|e| format!("vGIC: {e:?}"))?;
+            for t in [VTIMER_INTID, PTIMER_INTID] {
+                v.hw_map(t, t).map_err(|e| format!("vGIC: {e:?}"))?;
+            }
+            let (dist_size, redist_size) = (v.dist_size(), v.redist_size());
+            let vg = v.into_shared();
+            mmio.register(
+                GuestRange::new(GuestPhysAddr::new(GUEST_GICD_BASE), dist_size),
+                Box::new(GicdMmio::with_resolver(vg.clone(), arch::current_vcpu)),
+            )
+            .map_err(|e| format!("{e:?}"))?;
+            mmio.register(uart_range, Box::new(IrqWired::new(uart, vg.clone(), GUEST_UART_INTID)))
+                .map_err(|e| format!("{e:?}"))?;
+            let g = match ver {
+                GicVersion::V2 => {
+                    // The guest's GICC is the host's virtual CPU interface (GICV).
+                    let gicv = HostPhysAddr::new(GICV_BASE.load(Ordering::Relaxed));
+                    pt.map(GuestPhysAddr::new(GUEST_GICC_BASE), gicv, 0x2000, Prot::DEVICE_RW)
+                        .map_err(|e| format!("mapping GICV: {e}"))?;
+                    GuestGic::V2 { dist: GUEST_GICD_BASE, cpu: GUEST_GICC_BASE }
+                }
+                GicVersion::V3 => {
+                    mmio.register(GuestRange::new(GuestPhysAddr::new(GUEST_GICR_BASE), redist_size), Box::new(GicrMmio::new(vg.clone())))
+                        .map_err(|e| format!("{e:?}"))?;
+                    GuestGic::V3 { dist: GUEST_GICD_BASE, redist: GUEST_GICR_BASE, redist_size }
+                }
+            };
+            (g, Some(vg))
+        }
+    };
+    let devs = [GuestDevice::Pl011 { base: GUEST_UART_BASE, spi: Some(GUEST_UART_INTID - 32) }];
     let dtb = loader::build_guest_dtb(&GuestDtSpec {
         ram,
         cpus: c.cpus,
         bootargs: cmdline,
         initrd: plan.initrd,
         devices: &devs,
-        gic: GuestGic::None,
+        gic: guest_gic,
         timer_freq: 0,
     })
     .map_err(|e| format!("{e}"))?;
-    let vmid = (id + 1) as u8;
-    let pt = Stage2PageTable::new(geometry, vmid, FrameMm, HwTlb).map_err(|e| format!("stage-2 tables: {e}"))?;
-    let vttbr = pt.vttbr();
-    let mut mmio = MmioRouter::default();
-    let console = VmConsole { prefix: prefixed.then(|| c.name.clone()), line: Vec::new() };
-    mmio.register(
-        GuestRange::new(GuestPhysAddr::new(GUEST_UART_BASE), 0x1000),
-        Box::new(devices::pl011::Pl011::new(Box::new(console))),
-    )
-    .map_err(|e| format!("{e:?}"))?;
     mmio.register(GuestRange::new(GuestPhysAddr::new(GUEST_TESTDEV_BASE), 0x1000), Box::new(devices::testdev::TestDev::new()))
         .map_err(|e| format!("{e:?}"))?;
     let boot = BootInfo { entry: plan.kernel.raw(), x0: plan.dtb.raw() };
-    let spec = VmSpec { id, name: c.name.clone(), ram, ram_hpa: hpa, ncpus: c.cpus, first_cpu: c.first_cpu.unwrap_or(0), boot };
+    let spec = VmSpec { id, name: c.name.clone(), ram, ram_hpa: hpa, ncpus: c.cpus, first_cpu: c.first_cpu.unwrap_or(0), boot, vgic };
     let vm = Vm::new(spec, Box::new(Stage2Map { pt }), mmio).map_err(|e| format!("{e:?}"))?;
     let img = VmImages {
         kernel,
@@ -418,6 +486,231 @@ fn load_images(vm: &Vm, img: &VmImages) {
     let _ = img.aarch64;
 }
 
+fn init_host_gic(plat: &HostPlatform) {
+    let Some(g) = plat.gic.as_ref() else {
+        warn!("no GIC in the device tree: guests get no interrupt controller");
+        return;
+    };
+    let gic = match (g.version, g.gich, g.gicv, g.gicc, g.gicr) {
+        (2, Some(gich), Some(gicv), Some(gicc), _) => {
+            GICV_BASE.store(gicv.start.raw(), Ordering::Relaxed);
+            // SAFETY: the three frames come from the device tree's GIC node and are
+            // identity-mapped as device memory; only this driver programs them.
+            HostGic::V2(unsafe {
+                crate::drivers::gicv2::GicV2::new(g.gicd.start.raw() as usize, gicc.start.raw() as usize, gich.start.raw() as usize)
+            })
+        }
+        (3, _, _, _, Some(gicr)) => HostGic::V3 {
+            gicd: g.gicd.start.raw() as usize,
+            gicr: gicr.start.raw() as usize,
+            gicr_size: gicr.size as usize,
+        },
+        _ => {
+            warn!("GICv{} without the virtualization extensions (GICH/GICV): guests get no interrupt controller", g.version);
+            return;
+        }
+    };
+    gic.init_distributor();
+    let gic = GIC.call_once(|| gic);
+    info!("host GICv{}: {} list registers", g.version, gic.list_regs());
+    init_gic_cpu(0);
+    // Console input is forwarded to the VM on CPU 0.
+    if let Some(irq) = plat.uart.and_then(|u| u.irq).and_then(|i| i.intid()) {
+        UART_INTID.store(irq, Ordering::Relaxed);
+        gic.route_spi_here(irq);
+        gic.enable(irq);
+        crate::logger::enable_input_irq();
+    }
+}
+
+fn init_gic_cpu(cpu: usize) {
+    let Some(gic) = GIC.get() else { return };
+    if !gic.init_cpu() {
+        error!("CPU {cpu}: no GIC redistributor found for MPIDR {:#x}", arch::mpidr());
+        return;
+    }
+    for intid in [KICK_SGI, MAINTENANCE_INTID, VTIMER_INTID, PTIMER_INTID] {
+        gic.enable(intid);
+    }
+    if let Some(slot) = CPU_IF.get(cpu) {
+        slot.store(gic.cpu_interface(), Ordering::Relaxed);
+    }
+}
+
+/// Makes physical CPU `cpu` leave its guest (or its wait) and re-evaluate.
+fn kick_cpu(cpu: usize) {
+    if let (Some(gic), Some(m), Some(i)) = (GIC.get(), CPU_MPIDR.get(cpu), CPU_IF.get(cpu)) {
+        gic.send_sgi(KICK_SGI, m.load(Ordering::Relaxed), i.load(Ordering::Relaxed));
+    }
+}
+
+/// Kicks every vCPU of `vm` other than `me` that is running.
+fn kick_vm(vm: &Vm, me: usize) {
+    for v in 0..vm.vcpus.len() {
+        if v != me {
+            kick_cpu(vm.first_cpu + v);
+        }
+    }
+    arch::wake_cpus();
+}
+
+/// After anything that may have changed the vGIC: kick the vCPUs it names and
+/// deactivate physical interrupts the guest cleared by register.
+fn vgic_followup(vm: &Vm, me: usize) {
+    let Some(vg) = &vm.vgic else { return };
+    let (kicks, deact) = {
+        let mut g = vg.lock();
+        (g.take_kicks(), g.take_hw_deactivations())
+    };
+    let mut k = kicks & !(1u64 << me);
+    while k != 0 {
+        let v = k.trailing_zeros() as usize;
+        k &= k - 1;
+        kick_cpu(vm.first_cpu + v);
+    }
+    if let Some(gic) = GIC.get() {
+        for p in deact {
+            gic.deactivate(p);
+        }
+    }
+}
+
+/// Takes every pending physical interrupt on this CPU and routes it.
+fn handle_host_irqs(vm: &Vm, vcpu: usize, lrs: &mut Lrs) {
+    let Some(gic) = GIC.get() else { return };
+    let uart = UART_INTID.load(Ordering::Relaxed);
+    while let Some(iar) = gic.ack() {
+        let intid = gic.intid(iar);
+        match intid {
+            VTIMER_INTID | PTIMER_INTID if vm.vgic.is_some() => {
+                // Forwarded: the guest's EOI of the hardware-linked LR deactivates it.
+                gic.eoi(iar);
+                if let Some(vg) = &vm.vgic {
+                    let _ = vg.lock().trigger_edge(intid, vcpu);
+                }
+            }
+            i if i == uart => {
+                log::trace!("console input interrupt");
+                gic.eoi(iar);
+                gic.deactivate(iar);
+                console_input(vm);
+            }
+            MAINTENANCE_INTID => {
+                // Its condition (an EOI'd or drained list register) holds until the
+                // list registers are rewritten: deactivating it now would make it fire
+                // again at once. `Lrs::fill`/`clear` deactivate it afterwards.
+                gic.eoi(iar);
+                lrs.maintenance_active = true;
+            }
+            _ => {
+                log::trace!("host interrupt {intid}");
+                // Kicks and maintenance interrupts only need the exit they caused.
+                gic.eoi(iar);
+                gic.deactivate(iar);
+            }
+        }
+    }
+}
+
+/// Moves typed console input into the guest UART of the VM on this CPU.
+fn console_input(vm: &Vm) {
+    let mut buf = [0u8; 32];
+    loop {
+        let n = crate::logger::read_input(&mut buf);
+        if n == 0 {
+            break;
+        }
+        let mut mmio = vm.mmio.lock();
+        match mmio.find_mut::<IrqWired<devices::pl011::Pl011>>() {
+            Some(u) => {
+                for &b in &buf[..n] {
+                    if !u.dev.push_rx(b) {
+                        warn!("{}: console input dropped (guest UART FIFO full)", vm.name);
+                        break;
+                    }
+                }
+                u.update();
+            }
+            None => break,
+        }
+    }
+}
+
+/// Per-vCPU list-register bookkeeping on this CPU.
+struct Lrs {
+    nr: usize,
+    used: usize,
+    vals: [u64; crate::vgic::MAX_LRS],
+    /// The maintenance interrupt was taken and awaits deactivation.
+    maintenance_active: bool,
+}
+
+impl Lrs {
+    fn new() -> Self {
+        let nr = GIC.get().map(|g| g.list_regs().min(crate::vgic::MAX_LRS)).unwrap_or(0);
+        Self { nr, used: 0, vals: [0; crate::vgic::MAX_LRS], maintenance_active: false }
+    }
+
+    /// Before entry: load the vGIC's view into the list registers.
+    fn fill(&mut self, vm: &Vm, vcpu: usize) {
+        let (Some(vg), Some(gic)) = (&vm.vgic, GIC.get()) else { return };
+        let f = vg.lock().fill(vcpu, self.nr);
+        let n = self.used.max(f.used()).min(self.nr);
+        for (i, v) in f.values().iter().enumerate().take(n) {
+            gic.write_lr(i, *v);
+        }
+        self.used = f.used();
+        gic.write_hcr(f.hcr());
+        self.finish_maintenance(gic);
+    }
+
+    /// After exit: hand the list registers' state back to the vGIC.
+    fn sync(&mut self, vm: &Vm, vcpu: usize) {
+        let (Some(vg), Some(gic)) = (&vm.vgic, GIC.get()) else { return };
+        if self.used == 0 {
+            return;
+        }
+        for i in 0..self.used {
+            self.vals[i] = gic.read_lr(i);
+        }
+        vg.lock().sync(vcpu, &self.vals[..self.used]);
+    }
+
+    /// Empties the list registers (their state is in the vGIC after `sync`), so no
+    /// maintenance interrupt fires while the CPU waits.
+    fn clear(&mut self) {
+        let Some(gic) = GIC.get() else { return };
+        for i in 0..self.used {
+            gic.write_lr(i, 0);
+        }
+        self.used = 0;
+        gic.write_hcr(crate::vgic::lr::HCR_EN);
+        self.finish_maintenance(gic);
+    }
+
+    fn finish_maintenance(&mut self, gic: &HostGic) {
+        if core::mem::take(&mut self.maintenance_active) {
+            gic.deactivate(MAINTENANCE_INTID);
+        }
+    }
+}
+
+/// Blocks this CPU until the vCPU has something to take, or must stop.
+fn wait_for_interrupt(vm: &Vm, vcpu: usize, lrs: &mut Lrs) {
+    lrs.clear();
+    loop {
+        if vm.run_state() == RunState::Off || vm.vcpus[vcpu].power() != Power::On {
+            return;
+        }
+        if vm.vgic.as_ref().is_some_and(|v| v.lock().pending_for(vcpu)) {
+            return;
+        }
+        arch::wait_for_interrupt();
+        handle_host_irqs(vm, vcpu, lrs);
+        vgic_followup(vm, vcpu);
+    }
+}
+
 fn cpu_loop(cpu: usize) -> ! {
     let sys = match SYSTEM.get() {
         Some(s) => s,
@@ -433,7 +726,8 @@ fn cpu_loop(cpu: usize) -> ! {
     let vm = &sys.vms[vm_idx];
     let aarch64 = sys.images[vm_idx].aarch64;
     arch::setup_guest_cpu(sys.vtcr, sys.vttbrs[vm_idx], arch::hcr_for_guest(aarch64), Vm::vcpu_mpidr(vcpu));
-    let mut ctx = VcpuContext::new();
+    let mut ctx = VcpuContext::new(vcpu);
+    let mut lrs = Lrs::new();
     loop {
         let (entry, x0) = loop {
             if let Some(s) = vm.vcpus[vcpu].take_start() {
@@ -442,15 +736,25 @@ fn cpu_loop(cpu: usize) -> ! {
             arch::wait_for_event();
         };
         arch::reset_el1();
+        if let Some(gic) = GIC.get() {
+            // A timer interrupt left active by the previous life of this vCPU would
+            // never fire again.
+            for t in [VTIMER_INTID, PTIMER_INTID] {
+                gic.deactivate(t);
+            }
+        }
+        lrs.clear();
         arch::boot_regs(&mut ctx.guest, entry, x0);
-        let action = run(vm, vcpu, &mut ctx);
+        let action = run(vm, vcpu, &mut ctx, &mut lrs);
+        lrs.clear();
         match action {
-            Action::Resume | Action::CpuOff => {}
+            Action::Resume | Action::CpuOff | Action::WaitForInterrupt => {}
             Action::VmOff | Action::Stop => {
                 if action == Action::Stop {
                     error!("{}: stopped after a fatal guest error", vm.name);
                 }
                 vm.power_off();
+                kick_vm(vm, vcpu);
                 info!("{}: powered off; counters: {}", vm.name, vm.counters);
                 for (name, _range, st) in vm.mmio.lock().iter_stats() {
                     info!("{}: mmio {name}: reads={} writes={} errors={}", vm.name, st.reads, st.writes, st.errors);
@@ -462,6 +766,11 @@ fn cpu_loop(cpu: usize) -> ! {
             }
             Action::VmReset => {
                 info!("{}: reset requested (counters so far: {})", vm.name, vm.counters);
+                // Other vCPUs must leave the guest before memory is reloaded.
+                for v in &vm.vcpus {
+                    v.set_off();
+                }
+                kick_vm(vm, vcpu);
                 if let Err(e) = vm.reset() {
                     error!("{}: reset failed: {e}", vm.name);
                     vm.power_off();
@@ -475,26 +784,34 @@ fn cpu_loop(cpu: usize) -> ! {
 }
 
 /// Runs a started vCPU until it stops being runnable.
-fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext) -> Action {
+fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext, lrs: &mut Lrs) -> Action {
     let mut hw = arch::LiveEl1;
     loop {
-        match arch::run_vcpu(ctx) {
+        lrs.fill(vm, vcpu);
+        let kind = arch::run_vcpu(ctx);
+        lrs.sync(vm, vcpu);
+        let action = match kind {
             arch::ExitKind::Sync => {
                 let trap = arch::trap_info();
-                let a = vm.handle_sync(vcpu, &mut ctx.guest, &trap, &mut hw);
-                if a != Action::Resume {
-                    return a;
-                }
+                vm.handle_sync(vcpu, &mut ctx.guest, &trap, &mut hw)
             }
             arch::ExitKind::Irq | arch::ExitKind::Fiq => {
                 vm.counters.exit(crate::counters::ExitReason::Irq);
+                handle_host_irqs(vm, vcpu, lrs);
+                Action::Resume
             }
             arch::ExitKind::SError => {
                 error!("{}: SError while the guest ran (pc {:#x})", vm.name, ctx.guest.pc);
-                return Action::Stop;
+                Action::Stop
             }
+        };
+        vgic_followup(vm, vcpu);
+        match action {
+            Action::Resume => {}
+            Action::WaitForInterrupt => wait_for_interrupt(vm, vcpu, lrs),
+            a => return a,
         }
-        if vm.run_state() == crate::vm::RunState::Off {
+        if vm.run_state() == RunState::Off || vm.vcpus[vcpu].power() != Power::On {
             return Action::CpuOff;
         }
     }

@@ -1,14 +1,16 @@
 //! The `log` backend: levels, a CPU prefix, output to the host console.
 //!
 //! Output goes through one lock so lines from different CPUs never interleave. The
-//! console is whatever `core::fmt::Write` the boot code installs (the host PL011).
+//! console is the host PL011 the boot code found through `/chosen/stdout-path`; guest
+//! console output and console input go through the same lock.
 
+use crate::drivers::pl011::Pl011;
 use core::fmt::Write;
 use log::{LevelFilter, Metadata, Record};
 use spin::Mutex;
 
 /// The host console, once the boot code has found it.
-pub static CONSOLE: Mutex<Option<&'static mut (dyn Write + Send)>> = Mutex::new(None);
+pub static CONSOLE: Mutex<Option<Pl011>> = Mutex::new(None);
 
 struct Logger;
 
@@ -33,18 +35,43 @@ impl log::Log for Logger {
 }
 
 /// Installs the console and the logger with the given level.
-pub fn init(console: &'static mut (dyn Write + Send), level: LevelFilter) {
+pub fn init(console: Pl011, level: LevelFilter) {
     *CONSOLE.lock() = Some(console);
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
 }
 
-/// Writes raw text to the console (no prefix), e.g. guest console output.
+/// Writes raw bytes to the console (no prefix, no newline translation): guest output.
 pub fn write_raw(s: &[u8]) {
     if let Some(c) = CONSOLE.lock().as_mut() {
         for &b in s {
-            let _ = c.write_char(b as char);
+            c.putc(b);
         }
+    }
+}
+
+/// Reads the bytes waiting in the console's receive FIFO into `buf`; returns how many.
+pub fn read_input(buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    if let Some(c) = CONSOLE.lock().as_mut() {
+        while n < buf.len() {
+            match c.try_getc() {
+                Some(b) => {
+                    buf[n] = b;
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        c.clear_rx_irq();
+    }
+    n
+}
+
+/// Turns the console's receive interrupt on (input is forwarded to a guest).
+pub fn enable_input_irq() {
+    if let Some(c) = CONSOLE.lock().as_mut() {
+        c.set_rx_irq(true);
     }
 }
 

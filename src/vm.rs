@@ -13,6 +13,7 @@ use crate::inject::{self, AbortKind, GuestState, Injection};
 use crate::mmio::{MmioAccess, MmioRouter};
 use crate::pgtable::{Mapping, PageTableError, Prot};
 use crate::psci::{self, Call};
+use crate::vgic::SharedVgic;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -161,6 +162,9 @@ pub enum Action {
     VmReset,
     /// The guest did something the hypervisor cannot emulate or inject; the VM stops.
     Stop,
+    /// WFI with no interrupt deliverable: the physical CPU waits for one, then resumes
+    /// the guest (the PC is already past the WFI).
+    WaitForInterrupt,
 }
 
 /// Where the boot vCPU starts: PC and x0 (the DTB for a Linux image).
@@ -196,6 +200,8 @@ pub struct Vm {
     pub first_cpu: usize,
     /// Where vCPU 0 starts after boot and reset.
     pub boot: BootInfo,
+    /// The VM's interrupt controller, if it has one.
+    pub vgic: Option<SharedVgic>,
     state: AtomicU8,
 }
 
@@ -216,6 +222,8 @@ pub struct VmSpec {
     pub first_cpu: usize,
     /// Where vCPU 0 starts.
     pub boot: BootInfo,
+    /// The VM's interrupt controller, if it has one.
+    pub vgic: Option<SharedVgic>,
 }
 
 /// Why a VM could not be created.
@@ -248,7 +256,7 @@ impl Vm {
     /// Creates a VM from `spec`, mapping its RAM read/write/execute in `mem`.
     /// Errors if the RAM cannot be mapped (for instance, something is mapped there).
     pub fn new(spec: VmSpec, mut mem: alloc::boxed::Box<dyn GuestMemoryMap>, mmio: MmioRouter) -> Result<Self, VmError> {
-        let VmSpec { id, name, ram, ram_hpa, ncpus, first_cpu, boot } = spec;
+        let VmSpec { id, name, ram, ram_hpa, ncpus, first_cpu, boot, vgic } = spec;
         mem.map(ram.start, ram_hpa, ram.size, Prot::RWX).map_err(VmError::Map)?;
         let mut vcpus = Vec::with_capacity(ncpus);
         vcpus.resize_with(ncpus, VcpuSlot::default);
@@ -264,6 +272,7 @@ impl Vm {
             reset_count: AtomicU32::new(0),
             first_cpu,
             boot,
+            vgic,
             state: AtomicU8::new(RunState::Running as u8),
         })
     }
@@ -341,10 +350,16 @@ impl Vm {
                 regs.pc = regs.pc.wrapping_add(syn.instr_len());
                 self.hypercall(vcpu, regs)
             }
-            ExceptionClass::WfiWfe(_) => {
+            ExceptionClass::WfiWfe(w) => {
                 self.counters.exit(ExitReason::Wfx);
                 regs.pc = regs.pc.wrapping_add(syn.instr_len());
-                Action::Resume
+                // WFE (TI bit 0 set) just yields; WFI waits unless something is
+                // deliverable already.
+                let is_wfe = w.ti & 1 == 1;
+                match &self.vgic {
+                    Some(v) if !is_wfe && !v.lock().pending_for(vcpu) => Action::WaitForInterrupt,
+                    _ => Action::Resume,
+                }
             }
             ExceptionClass::DataAbortLower(iss) => {
                 self.counters.exit(ExitReason::DataAbort);
@@ -363,7 +378,7 @@ impl Vm {
             }
             ExceptionClass::SysReg(iss) => {
                 self.counters.exit(ExitReason::SysReg);
-                self.sysreg(regs, &syn, &iss, hw)
+                self.sysreg(vcpu, regs, &syn, &iss, hw)
             }
             _ => {
                 self.counters.exit(ExitReason::Other);
@@ -570,7 +585,16 @@ impl Vm {
         self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw)
     }
 
-    fn sysreg(&self, regs: &mut GuestRegs, syn: &esr::Syndrome, iss: &esr::SysRegIss, hw: &mut dyn VcpuHw) -> Action {
+    fn sysreg(&self, vcpu: usize, regs: &mut GuestRegs, syn: &esr::Syndrome, iss: &esr::SysRegIss, hw: &mut dyn VcpuHw) -> Action {
+        // ICC_SGI1R_EL1 (op0=3 op1=0 CRn=12 CRm=11 op2=5) traps with HCR_EL2.IMO set:
+        // a GICv3 guest sending an SGI. Its targets are kicked by the run loop.
+        if iss.key() == esr::sysreg(3, 0, 12, 11, 5) && !iss.read {
+            if let Some(v) = &self.vgic {
+                v.lock().sgi_v3(vcpu, regs.get(iss.rt));
+                regs.pc = regs.pc.wrapping_add(syn.instr_len());
+                return Action::Resume;
+            }
+        }
         // Debug (op0 = 2) and PMU (op0 = 3, CRn = 9) registers are trapped through
         // MDCR_EL2 and emulated as RAZ/WI: the guest sees no debug or PMU features.
         let raz_wi = iss.op0 == 2 || (iss.op0 == 3 && iss.crn == 9);
@@ -739,6 +763,10 @@ mod tests {
     const DEV: u64 = 0x0b00_0000;
 
     fn vm(cpus: usize) -> Vm {
+        vm_with(cpus, None)
+    }
+
+    fn vm_with(cpus: usize, vgic: Option<SharedVgic>) -> Vm {
         let mut mmio = MmioRouter::default();
         mmio.register(GuestRange::new(GuestPhysAddr::new(DEV), 0x1000), Box::new(Reg(0))).unwrap();
         let spec = VmSpec {
@@ -749,6 +777,7 @@ mod tests {
             ncpus: cpus,
             first_cpu: 0,
             boot: BootInfo { entry: RAM + 0x8_0000, x0: 0 },
+            vgic,
         };
         let v = Vm::new(spec, Box::new(FakeMap::default()), mmio).unwrap();
         v.start();
@@ -914,6 +943,31 @@ mod tests {
         assert_eq!(v.mem.lock().query(GuestPhysAddr::new(page)).unwrap().prot, Prot::RWX);
         assert_eq!(v.reset_count.load(Ordering::Relaxed), 1);
         assert_eq!(v.vcpus[0].power(), Power::OnPending);
+    }
+
+    #[test]
+    fn wfi_waits_only_when_nothing_is_deliverable() {
+        use crate::vgic::{GicVersion, Vgic};
+        let vg = Vgic::new(GicVersion::V3, 2, 32).unwrap().into_shared();
+        let v = vm_with(2, Some(vg.clone()));
+        let mut r = el1_regs();
+        let wfi = Trap { esr: (0x01 << 26) | (1 << 25), far: 0, hpfar: 0 };
+        let wfe = Trap { esr: (0x01 << 26) | (1 << 25) | 1, far: 0, hpfar: 0 };
+        let pc = r.pc;
+        assert_eq!(v.handle_sync(0, &mut r, &wfi, &mut FakeHw::default()), Action::WaitForInterrupt);
+        assert_eq!(r.pc, pc + 4);
+        assert_eq!(v.handle_sync(0, &mut r, &wfe, &mut FakeHw::default()), Action::Resume);
+        // Without a vGIC there is nothing to wait for: WFI is a no-op.
+        let plain = vm(1);
+        assert_eq!(plain.handle_sync(0, &mut r, &wfi, &mut FakeHw::default()), Action::Resume);
+        // msr icc_sgi1r_el1, x3: SGI 5 to Aff0 = 1 (vCPU 1).
+        r.x[3] = (5 << 24) | (1 << 1);
+        let iss = (3 << 20) | (5 << 17) | (12 << 10) | (3 << 5) | (11 << 1);
+        let t = Trap { esr: (0x18 << 26) | (1 << 25) | iss, far: 0, hpfar: 0 };
+        let pc = r.pc;
+        assert_eq!(v.handle_sync(0, &mut r, &t, &mut FakeHw::default()), Action::Resume);
+        assert_eq!(r.pc, pc + 4);
+        assert_eq!(vg.lock().take_kicks(), 1 << 1);
     }
 
     #[test]

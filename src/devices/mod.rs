@@ -1,5 +1,6 @@
 //! Emulated devices presented to guests (see docs/GUEST-ABI.md for the guest map).
 
+pub mod irq;
 pub mod pl011;
 pub mod testdev;
 

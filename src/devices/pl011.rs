@@ -123,6 +123,11 @@ impl Pl011 {
         ris.get() & INT_MASK
     }
 
+    /// UARTIMSC: the interrupt mask the guest set.
+    pub fn interrupt_mask(&self) -> u32 {
+        self.imsc.get()
+    }
+
     /// The interrupt line level: some raw interrupt is unmasked (UARTMIS != 0).
     pub fn irq_level(&self) -> bool {
         self.raw_interrupts() & self.imsc.get() != 0

@@ -12,9 +12,10 @@ use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
 
 register_bitfields! {u32,
-    /// GICD_CTLR (§4.3.1), non-secure view.
+    /// GICD_CTLR (§4.3.1). Bit 0 is EnableGrp1 in the non-secure view and EnableGrp0
+    /// without the Security Extensions.
     pub GICD_CTLR [
-        /// Forward pending interrupts to the CPU interfaces.
+        /// Forward pending interrupts of the group this view controls.
         EnableGrp1 OFFSET(0) NUMBITS(1) [],
     ],
     /// GICD_TYPER (§4.3.2).
@@ -23,6 +24,8 @@ register_bitfields! {u32,
         ITLinesNumber OFFSET(0) NUMBITS(5) [],
         /// Number of CPU interfaces minus one.
         CPUNumber OFFSET(5) NUMBITS(3) [],
+        /// The GIC implements the Security Extensions.
+        SecurityExtn OFFSET(10) NUMBITS(1) [],
     ],
     /// GICD_SGIR (§4.3.15).
     pub GICD_SGIR [
@@ -39,12 +42,18 @@ register_bitfields! {u32,
             SelfOnly = 2
         ],
     ],
-    /// GICC_CTLR (§4.4.1), non-secure view with the virtualization extensions.
+    /// GICC_CTLR (§4.4.1), in its two layouts: the non-secure view of a GIC with the
+    /// Security Extensions (EnableGrp1 at bit 0, EOImodeNS at bit 9), and a GIC without
+    /// them (EnableGrp0 at 0, EnableGrp1 at 1, EOImodeS at 9, EOImodeNS at 10).
     pub GICC_CTLR [
-        /// Signal group 1 interrupts to the processor.
-        EnableGrp1 OFFSET(0) NUMBITS(1) [],
-        /// Separate priority drop (EOIR) from deactivation (DIR).
-        EOImodeNS OFFSET(9) NUMBITS(1) [],
+        /// Bit 0: EnableGrp1 (non-secure view) or EnableGrp0 (no Security Extensions).
+        Enable0 OFFSET(0) NUMBITS(1) [],
+        /// Bit 1 (no Security Extensions): EnableGrp1.
+        Enable1 OFFSET(1) NUMBITS(1) [],
+        /// Bit 9: EOImodeNS (non-secure view) or EOImodeS (no Security Extensions).
+        EOImode9 OFFSET(9) NUMBITS(1) [],
+        /// Bit 10 (no Security Extensions): EOImodeNS.
+        EOImode10 OFFSET(10) NUMBITS(1) [],
     ],
     /// GICC_IAR / GICC_EOIR / GICC_DIR (§4.4.4, §4.4.5, §4.4.15).
     pub GICC_IAR [
@@ -152,6 +161,14 @@ pub struct GicV2 {
     gich: &'static GichRegs,
 }
 
+// SAFETY: every method is a single MMIO access or a sequence only used during
+// single-threaded initialisation (`init_distributor`, `route_spi`); GICC and GICH are
+// banked per CPU, and the distributor's set/clear-enable and SGIR registers are
+// designed for concurrent use by all CPUs.
+unsafe impl Sync for GicV2 {}
+// SAFETY: as above; the struct holds only addresses of device registers.
+unsafe impl Send for GicV2 {}
+
 impl GicV2 {
     /// Wraps the three register blocks.
     ///
@@ -181,8 +198,14 @@ impl GicV2 {
         self.gich.VTR.read(GICH_VTR::ListRegs) as usize + 1
     }
 
-    /// Distributor setup (once, primary CPU): all SPIs disabled, group 1, priority
-    /// 0xa0, level-sensitive, then the distributor enabled.
+    /// Distributor setup (once, primary CPU): all SPIs disabled, group 0, priority
+    /// 0xa0, then the distributor enabled.
+    ///
+    /// Group 0 makes one configuration work for both views of the GIC: without the
+    /// Security Extensions (QEMU virt without EL3) bit 0 of GICD_CTLR/GICC_CTLR enables
+    /// group 0 and bit 9 is EOImodeS; in the non-secure view of a GIC with them (the
+    /// Raspberry Pi 4 behind its firmware) IGROUPR is RAZ/WI, the firmware has made
+    /// everything group 1, and bit 0 / bit 9 are EnableGrp1 / EOImodeNS (§4.3.1, §4.4.1).
     pub fn init_distributor(&self) {
         self.gicd.CTLR.set(0);
         let words = (self.lines() / 32) as usize;
@@ -190,7 +213,7 @@ impl GicV2 {
             self.gicd.ICENABLER[i].set(u32::MAX);
             self.gicd.ICPENDR[i].set(u32::MAX);
             self.gicd.ICACTIVER[i].set(u32::MAX);
-            self.gicd.IGROUPR[i].set(u32::MAX);
+            self.gicd.IGROUPR[i].set(0);
         }
         for i in 8..(words * 8).min(255) {
             self.gicd.IPRIORITYR[i].set(0xa0a0_a0a0);
@@ -198,17 +221,26 @@ impl GicV2 {
         self.gicd.CTLR.write(GICD_CTLR::EnableGrp1::SET);
     }
 
-    /// CPU-interface setup (every CPU): banked SGIs/PPIs group 1 with priority 0xa0,
-    /// priority mask open, EOImode 1, virtual interface enabled.
+    /// CPU-interface setup (every CPU): banked SGIs/PPIs group 0 (see
+    /// [`init_distributor`](Self::init_distributor)) with priority 0xa0, priority mask
+    /// open, EOImode 1, virtual interface enabled.
     pub fn init_cpu(&self) {
         self.gicd.ICENABLER[0].set(0xffff_0000);
-        self.gicd.IGROUPR[0].set(u32::MAX);
+        self.gicd.IGROUPR[0].set(0);
         for i in 0..8 {
             self.gicd.IPRIORITYR[i].set(0xa0a0_a0a0);
         }
         self.gicc.PMR.set(0xff);
         self.gicc.BPR.set(0);
-        self.gicc.CTLR.write(GICC_CTLR::EnableGrp1::SET + GICC_CTLR::EOImodeNS::SET);
+        // Both EOImode bits without the Security Extensions: which one applies depends
+        // on the security of the access, not the group (QEMU follows the access).
+        if self.gicd.TYPER.is_set(GICD_TYPER::SecurityExtn) {
+            self.gicc.CTLR.write(GICC_CTLR::Enable0::SET + GICC_CTLR::EOImode9::SET);
+        } else {
+            self.gicc.CTLR.write(
+                GICC_CTLR::Enable0::SET + GICC_CTLR::Enable1::SET + GICC_CTLR::EOImode9::SET + GICC_CTLR::EOImode10::SET,
+            );
+        }
         self.gich.HCR.write(GICH_HCR::En::SET);
     }
 
@@ -272,10 +304,19 @@ impl GicV2 {
         }
     }
 
-    /// Sets or clears the underflow maintenance interrupt (GICH_HCR.UIE) while keeping
-    /// the virtual interface enabled.
-    pub fn set_underflow_irq(&self, on: bool) {
-        self.gich.HCR.write(GICH_HCR::En::SET + if on { GICH_HCR::UIE::SET } else { GICH_HCR::UIE::CLEAR });
+    /// GICH_MISR: which maintenance conditions hold (§5.3.4).
+    pub fn misr(&self) -> u32 {
+        self.gich.MISR.get()
+    }
+
+    /// GICH_HCR.
+    pub fn hcr(&self) -> u32 {
+        self.gich.HCR.get()
+    }
+
+    /// Writes GICH_HCR (En, UIE, LRENPIE, NPIE, ...).
+    pub fn write_hcr(&self, v: u32) {
+        self.gich.HCR.set(v);
     }
 
     /// Bitmap of empty list registers (GICH_ELRSR0/1).

@@ -329,6 +329,21 @@ impl Pl011 {
         }
     }
 
+    /// Enables or disables the receive and receive-timeout interrupts (UARTIMSC RXIM,
+    /// RTIM; TRM 3.3.10), so that typed input raises the UART's interrupt.
+    pub fn set_rx_irq(&mut self, on: bool) {
+        if on {
+            self.regs.imsc.write(INT::RX::SET + INT::RT::SET);
+        } else {
+            self.regs.imsc.set(0);
+        }
+    }
+
+    /// Clears the receive and receive-timeout interrupts (UARTICR; TRM 3.3.13).
+    pub fn clear_rx_irq(&mut self) {
+        self.regs.icr.write(INT::RX::SET + INT::RT::SET);
+    }
+
     /// Writes a string, turning `\n` into `\r\n`.
     pub fn write_str(&mut self, s: &str) {
         for b in s.bytes() {

@@ -6,10 +6,10 @@
 //! implementation is assumed to support PXN (as every LPAE/Virtualization-Extensions CPU
 //! does), so first-level type `0b11` is a section or supersection with PXN set.
 
-/// Region attribute bits as they appear in a descriptor: TEX[2:0], C, B and S.
+/// Region attribute bits as they appear in a descriptor: TEX\[2:0\], C, B and S.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct RegionAttrs {
-    /// TEX[2:0] (only the low three bits are meaningful).
+    /// TEX\[2:0\] (only the low three bits are meaningful).
     pub tex: u8,
     /// C (cacheable) bit.
     pub c: bool,
@@ -19,10 +19,10 @@ pub struct RegionAttrs {
     pub s: bool,
 }
 
-/// A first-level page-table descriptor (bits[1:0] = 0b01).
+/// A first-level page-table descriptor (bits\[1:0\] = 0b01).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct PageTableDesc {
-    /// Physical address of the 1 KiB second-level table (bits[31:10]; low 10 bits zero).
+    /// Physical address of the 1 KiB second-level table (bits\[31:10\]; low 10 bits zero).
     pub base: u32,
     /// PXN: privileged execute-never for every page of the table.
     pub pxn: bool,
@@ -36,20 +36,20 @@ pub struct PageTableDesc {
     pub imp: bool,
 }
 
-/// A first-level section descriptor (1 MiB; bits[1] = 1, bit 18 = 0).
+/// A first-level section descriptor (1 MiB; bits\[1\] = 1, bit 18 = 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct SectionDesc {
-    /// Output address PA[31:20] (low 20 bits zero).
+    /// Output address PA\[31:20\] (low 20 bits zero).
     pub base: u32,
     /// PXN (bit 0).
     pub pxn: bool,
     /// XN (bit 4).
     pub xn: bool,
-    /// Domain 0..=15 (bits[8:5]).
+    /// Domain 0..=15 (bits\[8:5\]).
     pub domain: u8,
     /// IMPLEMENTATION DEFINED bit 9.
     pub imp: bool,
-    /// AP[2:0] (AP[2] is bit 15, AP[1:0] bits[11:10]).
+    /// AP\[2:0\] (AP\[2\] is bit 15, AP\[1:0\] bits\[11:10\]).
     pub ap: u8,
     /// TEX, C, B and S.
     pub attrs: RegionAttrs,
@@ -63,7 +63,7 @@ pub struct SectionDesc {
 /// bit 18 = 1). Its domain is always 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct SupersectionDesc {
-    /// Output address PA[39:24] (a 40-bit address with the low 24 bits zero).
+    /// Output address PA\[39:24\] (a 40-bit address with the low 24 bits zero).
     pub base: u64,
     /// PXN (bit 0).
     pub pxn: bool,
@@ -71,7 +71,7 @@ pub struct SupersectionDesc {
     pub xn: bool,
     /// IMPLEMENTATION DEFINED bit 9.
     pub imp: bool,
-    /// AP[2:0].
+    /// AP\[2:0\].
     pub ap: u8,
     /// TEX, C, B and S.
     pub attrs: RegionAttrs,
@@ -84,10 +84,10 @@ pub struct SupersectionDesc {
 /// A decoded first-level descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum L1Desc {
-    /// bits[1:0] = 0b00: translation fault. The raw word is kept (bits[31:2] are free for
+    /// bits\[1:0\] = 0b00: translation fault. The raw word is kept (bits\[31:2\] are free for
     /// software).
     Fault(u32),
-    /// bits[1:0] = 0b01: pointer to a second-level table.
+    /// bits\[1:0\] = 0b01: pointer to a second-level table.
     PageTable(PageTableDesc),
     /// A 1 MiB section.
     Section(SectionDesc),
@@ -98,30 +98,30 @@ pub enum L1Desc {
 /// A second-level large page descriptor (64 KiB, replicated in 16 consecutive entries).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct LargePageDesc {
-    /// Output address PA[31:16].
+    /// Output address PA\[31:16\].
     pub base: u32,
     /// XN (bit 15).
     pub xn: bool,
-    /// AP[2:0] (AP[2] bit 9, AP[1:0] bits[5:4]).
+    /// AP\[2:0\] (AP\[2\] bit 9, AP\[1:0\] bits\[5:4\]).
     pub ap: u8,
-    /// TEX (bits[14:12]), C, B, S.
+    /// TEX (bits\[14:12\]), C, B, S.
     pub attrs: RegionAttrs,
     /// nG.
     pub ng: bool,
-    /// Bits[8:6], should-be-zero; kept so that encoding round-trips.
+    /// Bits\[8:6\], should-be-zero; kept so that encoding round-trips.
     pub sbz: u8,
 }
 
 /// A second-level small page descriptor (4 KiB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct SmallPageDesc {
-    /// Output address PA[31:12].
+    /// Output address PA\[31:12\].
     pub base: u32,
     /// XN (bit 0).
     pub xn: bool,
-    /// AP[2:0] (AP[2] bit 9, AP[1:0] bits[5:4]).
+    /// AP\[2:0\] (AP\[2\] bit 9, AP\[1:0\] bits\[5:4\]).
     pub ap: u8,
-    /// TEX (bits[8:6]), C, B, S.
+    /// TEX (bits\[8:6\]), C, B, S.
     pub attrs: RegionAttrs,
     /// nG.
     pub ng: bool,
@@ -130,11 +130,11 @@ pub struct SmallPageDesc {
 /// A decoded second-level descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum L2Desc {
-    /// bits[1:0] = 0b00: translation fault; the raw word is kept.
+    /// bits\[1:0\] = 0b00: translation fault; the raw word is kept.
     Fault(u32),
-    /// bits[1:0] = 0b01: 64 KiB large page.
+    /// bits\[1:0\] = 0b01: 64 KiB large page.
     Large(LargePageDesc),
-    /// bits[1] = 1: 4 KiB small page (bit 0 is XN).
+    /// bits\[1\] = 1: 4 KiB small page (bit 0 is XN).
     Small(SmallPageDesc),
 }
 
@@ -202,7 +202,7 @@ impl L1Desc {
     }
 
     /// Encodes the descriptor. Fields wider than their bit field are truncated (addresses
-    /// are masked to their architectural alignment); a `Fault` word has bits[1:0] forced to 0.
+    /// are masked to their architectural alignment); a `Fault` word has bits\[1:0\] forced to 0.
     #[inline]
     pub const fn encode(&self) -> u32 {
         match *self {
@@ -286,7 +286,7 @@ impl L2Desc {
         }
     }
 
-    /// Encodes the descriptor (fields truncated to their width; `Fault` forces bits[1:0]=0).
+    /// Encodes the descriptor (fields truncated to their width; `Fault` forces bits\[1:0\]=0).
     #[inline]
     pub const fn encode(&self) -> u32 {
         match *self {

@@ -17,6 +17,9 @@ use super::{Backing, GuestMap, ShadowError};
 use crate::addr::{GuestPhysAddr, VirtAddr};
 
 const NONE: u32 = u32::MAX;
+
+/// Up to four (root, L1 index) dependents inline, the rest spilled.
+type Deps = ([(u16, u16); 4], usize, Vec<(u16, u16)>);
 const MIB: u64 = 0x10_0000;
 const FOUR_GIB: u64 = 1 << 32;
 
@@ -26,7 +29,7 @@ const FOUR_GIB: u64 = 1 << 32;
 pub struct RootKey {
     /// Guest physical base of the TTBR0 first-level table.
     pub ttbr0_base: u32,
-    /// ASID (CONTEXTIDR[7:0]).
+    /// ASID (CONTEXTIDR\[7:0\]).
     pub asid: u8,
 }
 
@@ -35,7 +38,8 @@ pub struct RootKey {
 pub struct Stats {
     /// Guest walks done to resolve shadow faults.
     pub walks: u64,
-    /// Shadow first-level entries (re)computed.
+    /// Shadow first-level entries (re)computed (a new root skips entries that are guest
+    /// faults, which start out as shadow faults).
     pub fills: u64,
     /// Shadow second-level tables (re)built in full.
     pub l2_builds: u64,
@@ -65,7 +69,7 @@ pub struct Stats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ShadowRegs {
     /// TTBR0: the shadow first-level table (host PA, which must be below 4 GiB) plus the
-    /// guest's TTBR0 walk-attribute bits [6:0].
+    /// guest's TTBR0 walk-attribute bits \[6:0\].
     pub ttbr0: u32,
     /// TTBCR: always 0 (N=0, PD0=PD1=0, short descriptors).
     pub ttbcr: u32,
@@ -623,10 +627,20 @@ impl ShadowEngine {
         if gpa < FOUR_GIB {
             let key = (gpa >> 10) as u32;
             let j = ((gpa >> 2) & 0xff) as usize;
-            let mut i = 0;
-            while let Some(&(r, idx)) = self.rmap.get(&key).and_then(|v| v.get(i)) {
-                res = res.and(self.fill_l2_entry(r as usize, idx as usize, j, &ov, map));
-                i += 1;
+            // Copy the dependents first: a refill may edit the reverse map.
+            let deps: Option<Deps> = self.rmap.get(&key).map(|v| {
+                let mut a = [(0u16, 0u16); 4];
+                if v.len() <= 4 {
+                    a[..v.len()].copy_from_slice(v);
+                    (a, v.len(), Vec::new())
+                } else {
+                    (a, 0, v.clone())
+                }
+            });
+            if let Some((a, n, more)) = deps {
+                for &(r, idx) in a[..n].iter().chain(more.iter()) {
+                    res = res.and(self.fill_l2_entry(r as usize, idx as usize, j, &ov, map));
+                }
             }
         }
         self.drain_pending(&ov, map, None);
@@ -816,13 +830,18 @@ impl ShadowEngine {
             l1_pages,
         });
         self.active = Some(r);
+        // Bit set = the guest L1 entry is not a fault: the fresh shadow entry needs a fill.
+        let mut live = [0u64; 64];
         if regime.mmu_on() {
             // Protect every guest L2 table first, so that entries mapping them are built
             // read-only straight away instead of being rescanned afterwards.
             for idx in 0..4096 {
-                if let Some(L1Desc::PageTable(t)) =
-                    guest_l1_word(&regime, key.ttbr0_base, mem, idx).map(L1Desc::decode)
-                {
+                let w = guest_l1_word(&regime, key.ttbr0_base, mem, idx).unwrap_or(0);
+                if w & 3 == 0 {
+                    continue;
+                }
+                live[idx / 64] |= 1 << (idx % 64);
+                if let L1Desc::PageTable(t) = L1Desc::decode(w) {
                     self.rmap
                         .entry(t.base >> 10)
                         .or_default()
@@ -835,12 +854,24 @@ impl ShadowEngine {
                     }
                 }
             }
+        } else {
+            live = [u64::MAX; 64];
         }
+        let evictions = self.stats.evictions;
         let mut res = Ok(Some(r));
         for idx in 0..4096 {
+            // A fresh root is all faults already: only live entries need work.
+            if live[idx / 64] >> (idx % 64) & 1 == 0 {
+                continue;
+            }
             if let Err(e) = self.fill_l1(r, idx, mem, map) {
                 res = Err(e);
             }
+        }
+        if res.is_ok() && self.stats.evictions != evictions {
+            // An eviction during the build released protections the entries built before
+            // it still reflect: the new root must take part in the rescans.
+            res = Ok(None);
         }
         res
     }
@@ -1177,7 +1208,7 @@ impl ShadowEngine {
             Some(h)
                 if left >= MIB
                     && h & (MIB - 1) == 0
-                    && h + MIB <= FOUR_GIB
+                    && h <= FOUR_GIB - MIB
                     && !self.wp.any_in(reg.gpa, MIB) =>
             {
                 let (ap, xn, pxn) =
@@ -1211,7 +1242,7 @@ impl ShadowEngine {
                 if k % 16 == 0
                     && left >= 0x1_0000
                     && h & 0xffff == 0
-                    && h + 0x1_0000 <= FOUR_GIB
+                    && h <= FOUR_GIB - 0x1_0000
                     && !self.wp.any_in(g, 0x1_0000)
                 {
                     let (ap, xn, _) =
@@ -1229,7 +1260,7 @@ impl ShadowEngine {
                     k += 16;
                     continue;
                 }
-                if h + 0x1000 <= FOUR_GIB {
+                if h <= FOUR_GIB - 0x1000 {
                     let wp = self.wp.contains(g);
                     let (ap, xn, _) =
                         perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, wp, false);
@@ -1272,8 +1303,40 @@ impl ShadowEngine {
     /// Shadow L2 word for guest L2 entry `j` whose 16-entry group is `group` (words
     /// `j & !15 ..`).
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn l2_word<H: GuestMap + ?Sized>(
+        &self,
+        regime: &Regime,
+        manager: bool,
+        j: usize,
+        w: u32,
+        group: &[u32],
+        cache: &mut RunCache,
+        map: &H,
+    ) -> u32 {
+        if w & 3 == 0 {
+            return 0;
+        }
+        if w & 2 != 0 && !manager {
+            // Fast path: a small page in a client domain that is not write-protected keeps
+            // every attribute bit of the guest descriptor; only the address changes.
+            let gpa = (w & 0xffff_f000) as u64;
+            match cache.get(map, gpa).0 {
+                Some(h) if h <= FOUR_GIB - 0x1000 => {
+                    if !self.wp.contains(gpa) {
+                        return (h as u32 & 0xffff_f000) | (w & 0xfff);
+                    }
+                }
+                _ => return 0,
+            }
+        }
+        self.l2_word_slow(regime, manager, j, w, group, cache, map)
+    }
+
+    /// The general case of [`Self::l2_word`]: large pages, manager domains, protected pages.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn l2_word_slow<H: GuestMap + ?Sized>(
         &self,
         regime: &Regime,
         manager: bool,
@@ -1301,7 +1364,7 @@ impl ShadowEngine {
                 if let Some(h) = hpa {
                     if left >= 0x1_0000
                         && h & 0xffff == 0
-                        && h + 0x1_0000 <= FOUR_GIB
+                        && h <= FOUR_GIB - 0x1_0000
                         && !self.wp.any_in(l.base as u64, 0x1_0000)
                     {
                         let (ap, xn, _) = perm_bits(regime, ap, xn, false, manager, false, false);
@@ -1320,7 +1383,7 @@ impl ShadowEngine {
         }
         let (hpa, _) = cache.get(map, gpa);
         match hpa {
-            Some(h) if h + 0x1000 <= FOUR_GIB => {
+            Some(h) if h <= FOUR_GIB - 0x1000 => {
                 let wp = self.wp.contains(gpa);
                 let (ap, xn, _) = perm_bits(regime, ap, xn, false, manager, wp, false);
                 L2Desc::Small(SmallPageDesc {
@@ -1501,6 +1564,9 @@ impl ShadowEngine {
             return;
         };
         let hpa = hpa.raw();
+        // Second-level entries only reach the low 4 GiB.
+        let hpa32 = if hpa < FOUR_GIB { hpa as u32 } else { 0 };
+        let l2_possible = hpa < FOUR_GIB;
         // (root, L1 index, Some(L2 index) for guest-L2-backed entries).
         let mut work: Vec<(usize, usize, Option<usize>)> = Vec::new();
         for (r, root) in self.roots.iter().enumerate() {
@@ -1523,15 +1589,17 @@ impl ShadowEngine {
                     }
                     L1Desc::PageTable(_) => {
                         let slot = root.ents[idx].shadow_l2;
-                        if slot == NONE {
+                        if slot == NONE || !l2_possible {
                             continue;
                         }
                         let from_guest_l2 = root.ents[idx].guest_l2 != NONE;
                         for j in 0..256 {
-                            let hit = match L2Desc::decode(self.pool.l2_word(slot, j)) {
-                                L2Desc::Fault(_) => false,
-                                L2Desc::Small(s) => hpa >> 12 == (s.base >> 12) as u64,
-                                L2Desc::Large(l) => hpa >> 16 == (l.base >> 16) as u64,
+                            // Bit tests instead of a decode: this loop is the scan's cost.
+                            let w = self.pool.l2_word(slot, j);
+                            let hit = match w & 3 {
+                                0 => false,
+                                1 => (w ^ hpa32) & 0xffff_0000 == 0,
+                                _ => (w ^ hpa32) & 0xffff_f000 == 0,
                             };
                             if hit {
                                 work.push((r, idx, from_guest_l2.then_some(j)));

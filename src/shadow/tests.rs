@@ -836,7 +836,7 @@ struct Scenario {
 
 fn regime_strategy() -> impl Strategy<Value = Regime> {
     (
-        0u32..4,
+        0u32..8,
         any::<u32>(),
         any::<[bool; 6]>(),
         any::<u32>(),
@@ -949,6 +949,19 @@ fn check_equivalence(
     map: &RegionMap,
     vas: &[u32],
 ) -> Result<(), TestCaseError> {
+    check_shadow(e, r, mem, map, vas, true)
+}
+
+/// [`check_equivalence`]; with `complete` false (pool exhaustion allowed) shadow faults that
+/// the guest would not take are accepted, but anything the shadow grants must still be exact.
+fn check_shadow(
+    e: &ShadowEngine,
+    r: &Regime,
+    mem: &SparseMemory,
+    map: &RegionMap,
+    vas: &[u32],
+    complete: bool,
+) -> Result<(), TestCaseError> {
     let wxn = r.sctlr & (sctlr::WXN | sctlr::UWXN) != 0;
     for &v in vas {
         for a in Access::ALL {
@@ -1000,7 +1013,7 @@ fn check_equivalence(
                             )
                             && map.lookup(leaf.pa).is_some_and(|h| h < (1 << 32))
                             && !e.is_protected(GuestPhysAddr::new(leaf.pa));
-                        if plain && !wxn && leaf.size != PageSize::Supersection {
+                        if complete && plain && !wxn && leaf.size != PageSize::Supersection {
                             prop_assert_eq!(sf.kind, gf.kind, "va {:#x} {:?}", v, a);
                             prop_assert_eq!(sf.domain, gf.domain);
                         }
@@ -1011,7 +1024,8 @@ fn check_equivalence(
                     let hole = map.lookup(gt.pa).is_none();
                     let prot =
                         a.kind == AccessKind::Write && e.is_protected(GuestPhysAddr::new(gt.pa));
-                    let unrepresentable = map.lookup(gt.pa).is_some_and(|h| h >= 1 << 32)
+                    let unrepresentable = !complete
+                        || map.lookup(gt.pa).is_some_and(|h| h >= 1 << 32)
                         || (wxn && a.kind == AccessKind::Exec);
                     match res {
                         Resolution::Mmio { gpa } => prop_assert!(hole && gpa.raw() == gt.pa),
@@ -1157,6 +1171,42 @@ proptest! {
         }
     }
 
+    /// A pool too small for the scenario: operations may fail, but whatever the shadow
+    /// grants is still exactly the guest's translation composed with the map.
+    #[test]
+    fn tiny_pool_stays_safe(s in scenario(), steps in proptest::collection::vec(step(), 1..8), blocks in 1usize..4) {
+        let map = host_map();
+        let mut mem = guest_mem(&map);
+        install(&s, &mut mem);
+        let mut e = engine(blocks, 2);
+        let mut r = s.regime;
+        let _ = e.set_regime(r, &mem, &map);
+        for st in &steps {
+            match st {
+                Step::L2(tab, j, words) => {
+                    for (k, &w) in words.iter().enumerate() {
+                        let gpa = L2_AREA + *tab as u64 * 0x400 + ((*j as u64 + k as u64) & 0xff) * 4;
+                        mem.write_u32(gpa, w).expect("L2 area is RAM");
+                        let _ = e.sync_write(GuestPhysAddr::new(gpa), w, &mem, &map);
+                    }
+                }
+                Step::Switch(alt, asid) => {
+                    r.ttbr0 = if *alt { TTB0_ALT as u32 } else { TTB0 as u32 };
+                    r.contextidr = *asid as u32;
+                    let _ = e.set_regime(r, &mem, &map);
+                }
+                Step::Dacr(d) => {
+                    r.dacr = *d;
+                    let _ = e.set_regime(r, &mem, &map);
+                }
+                _ => {}
+            }
+            if e.shadow_regs().is_some() {
+                check_shadow(&e, &r, &mem, &map, &probe_vas(&s, &[]), false)?;
+            }
+        }
+    }
+
     /// (e) Garbage everywhere: random table contents and registers never panic the walker,
     /// the builder, sync or fault resolution.
     #[test]
@@ -1244,4 +1294,146 @@ fn scenario_generator_covers_every_case() {
     assert!(sizes.iter().all(|&n| n > 0), "{sizes:?}");
     assert!(mmio > 0 && wp > 0, "{mmio} {wp}");
     assert!(guest_kinds.iter().all(|&n| n > 0), "{guest_kinds:?}");
+}
+
+#[test]
+fn resolve_refills_stale_entries_and_reports_unrepresentable() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let r = base_regime();
+    let mut e = engine(8, 2);
+    e.set_regime(r, &mem, &map).unwrap();
+    // The guest maps a section without the write being synced (as if the trap were missed).
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 3));
+    assert!(e.shadow_translate(va(0x4000_0000), P0R).unwrap().is_err());
+    assert_eq!(
+        e.resolve_fault(va(0x4000_0000), P0R, &mem, &map),
+        Resolution::Retry
+    );
+    assert_eq!(
+        e.shadow_translate(va(0x4000_0000), P0R)
+            .unwrap()
+            .unwrap()
+            .pa,
+        HPA_A
+    );
+    assert_eq!(e.stats().retries, 1);
+    // A non-uniform supersection group above 4 GiB cannot be expressed with sections.
+    let ss = (1 << 18) | 2 | (1 << 20) | (3 << 10);
+    for i in 0x200..0x210u64 {
+        wr(
+            &mut mem,
+            TTB0 + i * 4,
+            if i == 0x205 { ss ^ (1 << 10) } else { ss },
+        );
+    }
+    e.sync_write(GuestPhysAddr::new(TTB0 + 0x200 * 4), ss, &mem, &map)
+        .unwrap();
+    assert!(translate(&r, &mem, va(0x2000_0000), P0R).is_ok());
+    assert_eq!(
+        e.resolve_fault(va(0x2000_0000), P0R, &mem, &map),
+        Resolution::Unrepresentable {
+            gpa: GuestPhysAddr::new(HIGH)
+        }
+    );
+    // Made uniform, the group becomes a real supersection.
+    wr(&mut mem, TTB0 + 0x205 * 4, ss);
+    e.sync_write(GuestPhysAddr::new(TTB0 + 0x205 * 4), ss, &mem, &map)
+        .unwrap();
+    let t = e.shadow_translate(va(0x2012_3456), P0R).unwrap().unwrap();
+    assert_eq!((t.pa, t.size), (0x2_0012_3456, PageSize::Supersection));
+    // Guest faults are reflected with the architectural status.
+    match e.resolve_fault(va(0x3000_0000), P1W, &mem, &map) {
+        Resolution::Guest(f) => assert_eq!(f.dfsr(true), 0b0101 | (1 << 11)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.stats().guest_faults, 1);
+}
+
+#[test]
+fn ttbr_walk_attributes() {
+    use super::walk::WalkAttrs;
+    // IRGN = {bit0, bit6} = 0b01 (WBWA), RGN = 0b11, S, NOS clear.
+    let w = WalkAttrs::from_ttbr(TTB0 as u32 | (1 << 6) | (3 << 3) | 2);
+    assert_eq!(w.inner, Cacheability::WriteBackWriteAllocate);
+    assert_eq!(w.outer, Cacheability::WriteBackNoWriteAllocate);
+    assert!(w.shareable && w.outer_shareable);
+    let w = WalkAttrs::from_ttbr(TTB0 as u32 | 1 | (1 << 5) | 2);
+    assert_eq!(w.inner, Cacheability::WriteThrough);
+    assert!(w.shareable && !w.outer_shareable);
+    // The translation says which TTBR was walked.
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    r.ttbcr = 1;
+    r.ttbr1 |= 1 << 6;
+    wr(&mut mem, TTB1 + (0x800 << 2), section(RAM_A, 0, 3));
+    let t = translate(&r, &mem, va(0x8000_0000), P1R).unwrap();
+    assert_eq!(t.ttbr, 1);
+    assert_eq!(
+        r.walk_attrs(t.ttbr).inner,
+        Cacheability::WriteBackWriteAllocate
+    );
+}
+
+#[test]
+fn walk_faults_outrank_domain_and_supersections_report_domain_zero() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    r.dacr = 0; // every domain no access
+                // An L2 table outside RAM: the walk abort wins over the domain fault.
+    wr(&mut mem, TTB0 + (0x400 << 2), page_table(MMIO, 6));
+    let f = translate(&r, &mem, va(0x4000_0000), P1R).unwrap_err();
+    assert_eq!(
+        (f.kind, f.level, f.domain),
+        (FaultKind::ExternalAbortOnWalk, 2, Some(6))
+    );
+    // A level-2 translation fault also wins over the domain fault.
+    wr(&mut mem, TTB0 + (0x401 << 2), page_table(L2_AREA, 6));
+    let f = translate(&r, &mem, va(0x4010_0000), P1R).unwrap_err();
+    assert_eq!((f.kind, f.level), (FaultKind::Translation, 2));
+    // A supersection ignores its bits[8:5] (they are PA[39:36]) as a domain: domain 0.
+    let ss = (1 << 18) | 2 | (0xf << 5) | (3 << 10);
+    for i in 0x300..0x310u64 {
+        wr(&mut mem, TTB0 + i * 4, ss);
+    }
+    r.dacr = 0x4; // domain 1 client, domain 0 no access
+    let f = translate(&r, &mem, va(0x3000_0000), P1W).unwrap_err();
+    assert_eq!(
+        f,
+        Fault {
+            kind: FaultKind::Domain,
+            level: 1,
+            domain: Some(0)
+        }
+    );
+    assert_eq!(f.dfsr(true), 0b1001 | (1 << 11));
+    r.dacr = 0x1;
+    assert_eq!(
+        translate(&r, &mem, va(0x3000_0000), P1W).unwrap().pa,
+        0xf0_0000_0000
+    );
+}
+
+#[test]
+fn par_reports_tex_remap_shareability() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    r.sctlr |= sctlr::TRE;
+    // Region 3 (TEX[0]=0, C=1, B=1): Normal, inner WT, outer WB-no-WA, S=1 → NS1 set, NOS3 set.
+    r.prrr = (2 << 6) | (1 << 19) | (1 << 27);
+    r.nmrr = (2 << 6) | (3 << 22);
+    wr(
+        &mut mem,
+        TTB0 + (0x400 << 2),
+        section(RAM_A, 0, 3) | (3 << 2) | (1 << 16),
+    );
+    let p = ats1(&r, &mem, va(0x4000_0000), AtsOp::Cur);
+    assert_eq!(p & 1, 0);
+    assert_eq!((p >> 4) & 7, 0b110, "inner WT");
+    assert_eq!((p >> 2) & 3, 0b11, "outer WB no WA");
+    assert_eq!((p >> 7) & 1, 1, "SH");
+    assert_eq!((p >> 10) & 1, 1, "NOS: inner shareable only");
 }

@@ -2,7 +2,7 @@
 //!
 //! The walker follows ARM DDI 0406C: table selection by TTBCR.N (B3.5.4), the
 //! TranslationTableWalkSD pseudocode for the walk and access-flag check, then the domain
-//! check (DACR, B3.7.3) and the permission check (AP[2:0], XN/PXN, WXN/UWXN, B3.7.1-B3.7.2).
+//! check (DACR, B3.7.3) and the permission check (AP\[2:0\], XN/PXN, WXN/UWXN, B3.7.1-B3.7.2).
 //! Faults are reported in that priority order: translation / external abort on the walk
 //! (level 1 then level 2), access flag, domain, permission.
 //!
@@ -56,7 +56,7 @@ pub mod sctlr {
 
 /// TTBCR bits the walker reads.
 pub mod ttbcr {
-    /// N: the TTBR0/TTBR1 split (bits[2:0]).
+    /// N: the TTBR0/TTBR1 split (bits\[2:0\]).
     pub const N_MASK: u32 = 7;
     /// PD0: translation table walks through TTBR0 disabled.
     pub const PD0: u32 = 1 << 4;
@@ -79,7 +79,7 @@ pub struct Regime {
     pub dacr: u32,
     /// SCTLR.
     pub sctlr: u32,
-    /// CONTEXTIDR (ASID in bits[7:0]).
+    /// CONTEXTIDR (ASID in bits\[7:0\]).
     pub contextidr: u32,
     /// PRRR (used when SCTLR.TRE=1).
     pub prrr: u32,
@@ -117,7 +117,7 @@ impl Regime {
     pub const fn mmu_on(&self) -> bool {
         self.sctlr & sctlr::M != 0
     }
-    /// True when SCTLR.AFE=1 (AP[0] is the access flag).
+    /// True when SCTLR.AFE=1 (AP\[0\] is the access flag).
     pub const fn afe(&self) -> bool {
         self.sctlr & sctlr::AFE != 0
     }
@@ -129,7 +129,7 @@ impl Regime {
     pub const fn n(&self) -> u32 {
         self.ttbcr & ttbcr::N_MASK
     }
-    /// The current ASID (CONTEXTIDR[7:0]).
+    /// The current ASID (CONTEXTIDR\[7:0\]).
     pub const fn asid(&self) -> u8 {
         self.contextidr as u8
     }
@@ -154,6 +154,10 @@ impl Regime {
         } else {
             Some((self.ttbr1 & 0xffff_c000, 0x4000))
         }
+    }
+    /// Cacheability and shareability of table walks through TTBR0 (`ttbr` = 0) or TTBR1.
+    pub const fn walk_attrs(&self, ttbr: u8) -> WalkAttrs {
+        WalkAttrs::from_ttbr(if ttbr == 0 { self.ttbr0 } else { self.ttbr1 })
     }
     /// Which TTBR translates `va` (0 or 1).
     #[inline]
@@ -273,10 +277,10 @@ impl Perms {
     }
 }
 
-/// Data read/write permission pair `(PL1 (r, w), PL0 (r, w))` for AP[2:0].
+/// Data read/write permission pair `(PL1 (r, w), PL0 (r, w))` for AP\[2:0\].
 ///
-/// With `afe` (SCTLR.AFE=1) AP[0] is the access flag and the permission comes from
-/// AP[2:1] alone, which is the table below with AP[0] forced to 1. AP=0b100 (reserved) gives
+/// With `afe` (SCTLR.AFE=1) AP\[0\] is the access flag and the permission comes from
+/// AP\[2:1\] alone, which is the table below with AP\[0\] forced to 1. AP=0b100 (reserved) gives
 /// no access; AP=0b110 (deprecated) is read-only at both levels like 0b111.
 pub const fn ap_permissions(ap: u8, afe: bool) -> ((bool, bool), (bool, bool)) {
     let ap = if afe { ap | 1 } else { ap } & 7;
@@ -291,7 +295,7 @@ pub const fn ap_permissions(ap: u8, afe: bool) -> ((bool, bool), (bool, bool)) {
     }
 }
 
-/// Cacheability of Normal memory (the 2-bit NMRR / TEX[1:0] / C,B encoding).
+/// Cacheability of Normal memory (the 2-bit NMRR / TEX\[1:0\] / C,B encoding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cacheability {
     /// 0b00 Non-cacheable.
@@ -350,6 +354,7 @@ pub struct MemAttrs {
 /// Resolves a descriptor's TEX/C/B/S through the TEX/C/B table (SCTLR.TRE=0, B3.8.2) or
 /// through PRRR/NMRR (SCTLR.TRE=1, B3.8.3). Total: reserved encodings give
 /// [`MemType::Reserved`].
+#[inline]
 pub fn resolve_attrs(regime: &Regime, a: RegionAttrs) -> MemAttrs {
     let (c, b) = (a.c as u32, a.b as u32);
     if regime.tre() {
@@ -462,13 +467,13 @@ impl PageSize {
 /// Outer/inner attributes of table walks, from the TTBR (multiprocessing-extensions layout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WalkAttrs {
-    /// Inner cacheability: IRGN = {TTBR[0], TTBR[6]}.
+    /// Inner cacheability: IRGN = {TTBR\[0\], TTBR\[6\]}.
     pub inner: Cacheability,
-    /// Outer cacheability: RGN = TTBR[4:3].
+    /// Outer cacheability: RGN = TTBR\[4:3\].
     pub outer: Cacheability,
-    /// S (TTBR[1]).
+    /// S (TTBR\[1\]).
     pub shareable: bool,
-    /// Outer Shareable: shareable and NOS (TTBR[5]) clear.
+    /// Outer Shareable: shareable and NOS (TTBR\[5\]) clear.
     pub outer_shareable: bool,
 }
 
@@ -497,7 +502,7 @@ pub struct Leaf {
     pub level: u8,
     /// Domain (0 for supersections).
     pub domain: u8,
-    /// AP[2:0].
+    /// AP\[2:0\].
     pub ap: u8,
     /// XN.
     pub xn: bool,
@@ -530,6 +535,9 @@ pub struct Translation {
     pub ns: bool,
     /// Domain.
     pub domain: u8,
+    /// The TTBR whose table was walked (0 or 1; 0 with the MMU off). Its walk attributes
+    /// are [`Regime::walk_attrs`].
+    pub ttbr: u8,
 }
 
 /// Kind of a translation fault.
@@ -537,7 +545,7 @@ pub struct Translation {
 pub enum FaultKind {
     /// Translation fault (fault descriptor, or PD0/PD1 set).
     Translation,
-    /// Access flag fault (SCTLR.AFE=1 and AP[0]=0).
+    /// Access flag fault (SCTLR.AFE=1 and AP\[0\]=0).
     AccessFlag,
     /// Domain fault (DACR no access or reserved).
     Domain,
@@ -560,7 +568,7 @@ pub struct Fault {
 }
 
 impl Fault {
-    /// The 5-bit short-descriptor fault status FS[4:0] (B3.13.3, table B3-23).
+    /// The 5-bit short-descriptor fault status FS\[4:0\] (B3.13.3, table B3-23).
     pub const fn fs(&self) -> u8 {
         let l2 = self.level >= 2;
         match self.kind {
@@ -601,8 +609,8 @@ impl Fault {
             }
         }
     }
-    /// The DFSR value for a data abort: FS[3:0] in bits[3:0], Domain in bits[7:4] (0 when
-    /// not valid), LPAE=0, FS[4] in bit 10, WnR in bit 11, ExT=0, CM=0.
+    /// The DFSR value for a data abort: FS\[3:0\] in bits\[3:0\], Domain in bits\[7:4\] (0 when
+    /// not valid), LPAE=0, FS\[4\] in bit 10, WnR in bit 11, ExT=0, CM=0.
     pub const fn dfsr(&self, write: bool) -> u32 {
         let fs = self.fs() as u32;
         let dom = match self.domain {
@@ -611,7 +619,7 @@ impl Fault {
         };
         (fs & 0xf) | (dom << 4) | ((fs >> 4) << 10) | ((write as u32) << 11)
     }
-    /// The IFSR value for a prefetch abort: FS[3:0] in bits[3:0], FS[4] in bit 10.
+    /// The IFSR value for a prefetch abort: FS\[3:0\] in bits\[3:0\], FS\[4\] in bit 10.
     pub const fn ifsr(&self) -> u32 {
         let fs = self.fs() as u32;
         (fs & 0xf) | ((fs >> 4) << 10)
@@ -795,6 +803,7 @@ pub fn check(regime: &Regime, leaf: &Leaf, access: Access) -> Result<Translation
         global: !leaf.ng,
         ns: leaf.ns,
         domain: leaf.domain,
+        ttbr: leaf.ttbr,
     })
 }
 
@@ -849,6 +858,7 @@ pub const fn mmu_off_translation(regime: &Regime, va: u32, kind: AccessKind) -> 
         global: true,
         ns: false,
         domain: 0,
+        ttbr: 0,
     }
 }
 
@@ -917,12 +927,12 @@ const fn par_outer(t: MemType) -> u32 {
 
 /// The short-descriptor PAR value (B4.1.129) an ATS1C** operation leaves for `result`.
 ///
-/// Success: PA[31:12] in bits[31:12] (supersections: PA[31:24] in bits[31:24], PA[39:32] in
-/// bits[23:16] and SS, bit 1, set), LPAE (bit 11) = 0, NOS (bit 10), NS (bit 9), SH (bit 7),
-/// Inner[2:0] (bits[6:4]), Outer[1:0] (bits[3:2]), F (bit 0) = 0. IMPLEMENTATION DEFINED
+/// Success: PA\[31:12\] in bits\[31:12\] (supersections: PA\[31:24\] in bits\[31:24\], PA\[39:32\] in
+/// bits\[23:16\] and SS, bit 1, set), LPAE (bit 11) = 0, NOS (bit 10), NS (bit 9), SH (bit 7),
+/// Inner\[2:0\] (bits\[6:4\]), Outer\[1:0\] (bits\[3:2\]), F (bit 0) = 0. IMPLEMENTATION DEFINED
 /// and UNKNOWN bits are reported as 0; ImplementationDefined/Reserved memory types report
 /// Inner=Outer=0.
-/// Fault: F=1 and FS[5:0] in bits[6:1] = {DFSR.ExT, DFSR.FS[4], DFSR.FS[3:0]}.
+/// Fault: F=1 and FS\[5:0\] in bits\[6:1\] = {DFSR.ExT, DFSR.FS\[4\], DFSR.FS\[3:0\]}.
 pub const fn par(result: &Result<Translation, Fault>) -> u32 {
     match result {
         Ok(t) => {

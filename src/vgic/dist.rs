@@ -10,7 +10,7 @@ pub(crate) const REQ_CLR_ACT: u8 = 1 << 3;
 /// The priority bits implemented (5, as GICH_LR holds): the low three read as zero.
 pub(crate) const PRIO_MASK: u8 = 0xf8;
 
-/// GICD_IROUTER bits that are stored: Aff3 [39:32], IRM [31], Aff2..Aff0 [23:0].
+/// GICD_IROUTER bits that are stored: Aff3 `[39:32]`, IRM `[31]`, Aff2..Aff0 `[23:0]`.
 pub(crate) const IROUTER_MASK: u64 = 0xff_8000_0000 | 0xff_ffff;
 /// GICD_IROUTER.Interrupt_Routing_Mode: any participating PE.
 pub(crate) const IROUTER_IRM: u64 = 1 << 31;
@@ -27,7 +27,7 @@ pub(crate) struct Irq {
     pub level: bool,
     /// Active (acknowledged, not yet deactivated).
     pub active: bool,
-    /// GICD_IPRIORITYR (bits [7:3]).
+    /// GICD_IPRIORITYR (bits `[7:3]`).
     pub priority: u8,
     /// GICD_IGROUPR: group 1.
     pub group1: bool,

@@ -1,8 +1,8 @@
-//! List-register formats: GICH_LR<n> (GICv2, 32-bit) and ICH_LR<n>_EL2 (GICv3, 64-bit).
+//! List-register formats: `GICH_LR<n>` (GICv2, 32-bit) and `ICH_LR<n>_EL2` (GICv3, 64-bit).
 //!
-//! Layouts: IHI 0048B §5.3 (GICH_LR<n>) and IHI 0069 §12.4 (ICH_LR<n>_EL2)
-//! (state [63:62], HW [61], Group [60], Priority [55:48], pINTID [44:32] or EOI [41],
-//! vINTID [31:0]). [`Lr`] is the version-independent view the model works with;
+//! Layouts: IHI 0048B §5.3 (`GICH_LR<n>`) and IHI 0069 §12.4 (`ICH_LR<n>_EL2`)
+//! (state `[63:62]`, HW `[61]`, Group `[60]`, Priority `[55:48]`, pINTID `[44:32]` or EOI `[41]`,
+//! vINTID `[31:0]`). [`Lr`] is the version-independent view the model works with;
 //! [`Lr::encode`] / [`Lr::decode`] convert to and from the raw register values the arch
 //! layer reads and writes. The low control bits of GICH_HCR and ICH_HCR_EL2 are
 //! identical, so [`HCR_EN`], [`HCR_UIE`] and [`HCR_NPIE`] serve both.
@@ -12,7 +12,7 @@ use tock_registers::{register_bitfields, LocalRegisterCopy};
 use super::GicVersion;
 
 register_bitfields! {u32,
-    /// GICH_LR<n> (IHI 0048B §5.3, GICH_LR<n>).
+    /// `GICH_LR<n>` (IHI 0048B §5.3, `GICH_LR<n>`).
     pub GICH_LR [
         /// The virtual interrupt ID the guest sees.
         VirtualID OFFSET(0) NUMBITS(10) [],
@@ -22,7 +22,7 @@ register_bitfields! {u32,
         PhysicalID OFFSET(10) NUMBITS(10) [],
         /// HW = 0: raise a maintenance interrupt when the guest deactivates it.
         EOI OFFSET(19) NUMBITS(1) [],
-        /// Priority bits [7:3].
+        /// Priority bits `[7:3]`.
         Priority OFFSET(23) NUMBITS(5) [],
         /// Invalid / pending / active / pending and active.
         State OFFSET(28) NUMBITS(2) [],
@@ -34,7 +34,7 @@ register_bitfields! {u32,
 }
 
 register_bitfields! {u64,
-    /// ICH_LR<n>_EL2 (IHI 0069 §12.4, virtualization control registers).
+    /// `ICH_LR<n>_EL2` (IHI 0069 §12.4, virtualization control registers).
     pub ICH_LR [
         /// The virtual INTID.
         vINTID OFFSET(0) NUMBITS(32) [],
@@ -113,7 +113,7 @@ pub struct Lr {
     pub vintid: u32,
     /// Pending / active state.
     pub state: LrState,
-    /// Priority, 8 bits; GICv2 keeps bits [7:3] only.
+    /// Priority, 8 bits; GICv2 keeps bits `[7:3]` only.
     pub priority: u8,
     /// Group 1 rather than group 0.
     pub group1: bool,
@@ -171,7 +171,7 @@ impl Lr {
         }
     }
 
-    /// The ICH_LR<n>_EL2 value (the source CPU is not part of it).
+    /// The `ICH_LR<n>_EL2` value (the source CPU is not part of it).
     pub fn encode_v3(&self) -> u64 {
         let mut r: LocalRegisterCopy<u64, ICH_LR::Register> = LocalRegisterCopy::new(0);
         r.modify(
@@ -187,7 +187,7 @@ impl Lr {
         r.get()
     }
 
-    /// Decodes an ICH_LR<n>_EL2 value.
+    /// Decodes an `ICH_LR<n>_EL2` value.
     pub fn decode_v3(raw: u64) -> Lr {
         let r: LocalRegisterCopy<u64, ICH_LR::Register> = LocalRegisterCopy::new(raw);
         let hw = r.is_set(ICH_LR::HW);

@@ -317,7 +317,7 @@ impl Vgic {
     }
 
     /// The vCPU with affinity Aff3.Aff2.Aff1.Aff0 packed as in GICD_IROUTER
-    /// (Aff3 at [39:32], Aff2..Aff0 at [23:0]), if any.
+    /// (Aff3 at `[39:32]`, Aff2..Aff0 at `[23:0]`), if any.
     pub(crate) fn vcpu_of_affinity(&self, aff: u64) -> Option<usize> {
         if aff & 0xff_00ff_0000 != 0 {
             return None;
@@ -503,7 +503,7 @@ impl Vgic {
     }
 
     /// A GICv2 SGI: `value` as written to GICD_SGIR by vCPU `sender` (IHI 0048B
-    /// §4.3.15: SGIINTID [3:0], CPUTargetList [23:16], TargetListFilter [25:24]; NSATT is
+    /// §4.3.15: SGIINTID `[3:0]`, CPUTargetList `[23:16]`, TargetListFilter `[25:24]`; NSATT is
     /// ignored, there being one security state). Nonexistent targets are ignored;
     /// filter 3 (reserved) sends nothing. Returns the vCPUs made pending (also kicked).
     pub fn sgi_v2(&mut self, sender: usize, value: u32) -> u64 {
@@ -531,8 +531,8 @@ impl Vgic {
     }
 
     /// A GICv3 SGI: `value` as written to ICC_SGI1R_EL1 by vCPU `sender` (IHI 0069
-    /// ICC_SGI1R_EL1, §12.2: TargetList [15:0], Aff1 [23:16], INTID [27:24], Aff2 [39:32],
-    /// IRM [40], RS [47:44], Aff3 [55:48]). IRM = 1 targets every vCPU but the sender.
+    /// ICC_SGI1R_EL1, §12.2: TargetList `[15:0]`, Aff1 `[23:16]`, INTID `[27:24]`, Aff2 `[39:32]`,
+    /// IRM `[40]`, RS `[47:44]`, Aff3 `[55:48]`). IRM = 1 targets every vCPU but the sender.
     /// Nonexistent targets are ignored. Returns the vCPUs made pending (also kicked).
     pub fn sgi_v3(&mut self, sender: usize, value: u64) -> u64 {
         if self.version != GicVersion::V3 || sender >= self.nr_vcpus {

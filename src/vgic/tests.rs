@@ -1373,3 +1373,33 @@ proptest! {
         check_invariants(&mut g)?;
     }
 }
+
+/// A WFI with a hardware-linked timer interrupt still pending in its list register
+/// (the guest had interrupts masked) must not sleep: the interrupt is still pending.
+#[test]
+fn pending_hw_interrupt_survives_sync_for_wfi() {
+    for ver in [GicVersion::V2, GicVersion::V3] {
+        let mut g = Vgic::new(ver, 1, 32).unwrap();
+        g.hw_map(27, 27).unwrap();
+        match ver {
+            GicVersion::V2 => {
+                g.dist_write(0, 0x000, 4, 1);
+                g.dist_write(0, 0x100, 4, 1 << 27);
+            }
+            GicVersion::V3 => {
+                g.dist_write(0, 0x000, 4, 0x12);
+                g.redist_write(0x1_0100, 4, 1 << 27);
+            }
+        }
+        g.trigger_edge(27, 0).unwrap();
+        assert!(g.pending_for(0), "{ver:?}: pending before fill");
+        let f = g.fill(0, 4);
+        assert_eq!(f.used(), 1);
+        let lrs = f.values()[..1].to_vec();
+        // The guest ran with interrupts masked: the LR comes back unchanged.
+        g.sync(0, &lrs);
+        assert!(g.pending_for(0), "{ver:?}: still pending after sync");
+        let f = g.fill(0, 4);
+        assert_eq!(f.used(), 1, "{ver:?}: refilled");
+    }
+}

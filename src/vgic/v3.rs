@@ -4,7 +4,7 @@
 //! (GICD_CTLR.ARE RAO/WI): GICD registers of INTIDs 0..31, GICD_ITARGETSR and the
 //! GICD SGI registers are RAZ/WI (affinity routing, IHI 0069 §12); SGIs and PPIs are programmed through each
 //! vCPU's redistributor SGI_base frame. Word accesses everywhere; byte accesses for the
-//! IPRIORITYR registers; 64-bit (or 32-bit halves) for GICD_IROUTER<n>, GICR_TYPER,
+//! IPRIORITYR registers; 64-bit (or 32-bit halves) for `GICD_IROUTER<n>`, GICR_TYPER,
 //! GICR_PROPBASER and GICR_PENDBASER. Anything else is RAZ/WI with a log line.
 
 use log::{debug, warn};
@@ -22,7 +22,7 @@ const GICD_ICFGR: u64 = 0x0c00;
 const GICD_IROUTER: u64 = 0x6000;
 const ID_BASE: u64 = 0xffd0;
 
-/// GICD_CTLR (DS = 1 view): EnableGrp0 [0], EnableGrp1 [1], ARE [4], DS [6].
+/// GICD_CTLR (DS = 1 view): EnableGrp0 `[0]`, EnableGrp1 `[1]`, ARE `[4]`, DS `[6]`.
 const CTLR_GRP0: u32 = 1 << 0;
 const CTLR_GRP1: u32 = 1 << 1;
 const CTLR_ARE: u32 = 1 << 4;

@@ -279,11 +279,12 @@ impl HostGic {
         }
     }
 
-    /// Turns the underflow maintenance interrupt on or off (virtual interface stays on).
-    pub fn set_underflow_irq(&self, on: bool) {
+    /// Writes the virtual interface control register (GICH_HCR / ICH_HCR_EL2; En,
+    /// UIE, LRENPIE and NPIE sit at the same bits in both).
+    pub fn write_hcr(&self, v: u64) {
         match self {
-            HostGic::V2(g) => g.set_underflow_irq(on),
-            HostGic::V3 { .. } => write_sysreg!("ich_hcr_el2", 1 | if on { 1 << 1 } else { 0 }),
+            HostGic::V2(g) => g.write_hcr(v as u32),
+            HostGic::V3 { .. } => write_sysreg!("ich_hcr_el2", v),
         }
     }
 }

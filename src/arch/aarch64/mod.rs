@@ -10,7 +10,7 @@ use crate::vm::{GuestRegs, Trap, VcpuHw};
 use crate::{read_sysreg, write_sysreg};
 pub use boot::{image_range, MAX_CPUS};
 pub use mem::{FrameMm, HwTlb};
-pub use switch::{install_vectors, run_vcpu, ExitKind, VcpuContext};
+pub use switch::{current_vcpu, install_vectors, run_vcpu, ExitKind, VcpuContext};
 
 /// Rust entry of the primary CPU: `dtb` is x0 at entry, `el` the entry exception level.
 #[no_mangle]
@@ -60,6 +60,14 @@ pub fn mpidr() -> u64 {
 pub fn wake_cpus() {
     sysreg::dsb_ish();
     sysreg::sev();
+}
+
+/// Waits for a physical interrupt (IRQs stay masked at EL2; a pending one wakes the
+/// CPU and is then taken with `HostGic::ack`).
+pub fn wait_for_interrupt() {
+    sysreg::dsb_sy();
+    // SAFETY: WFI only pauses this core.
+    unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) };
 }
 
 /// Waits for an event (another CPU's `wake_cpus`) or a spurious wake-up.

@@ -31,25 +31,33 @@ pub struct VcpuContext {
     pub guest: GuestRegs,
     /// x19..x30 and SP of the hypervisor while the guest runs.
     host: [u64; 13],
+    /// Index of the vCPU within its VM.
+    pub vcpu: usize,
 }
 
 const HOST_OFF: usize = core::mem::size_of::<GuestRegs>();
 const _: () = assert!(HOST_OFF == 264);
 
 impl VcpuContext {
-    /// A context with all registers zero.
-    pub const fn new() -> Self {
+    /// A context for vCPU `vcpu` with all registers zero.
+    pub const fn new(vcpu: usize) -> Self {
         Self {
             guest: GuestRegs::zeroed(),
             host: [0; 13],
+            vcpu,
         }
     }
 }
 
-impl Default for VcpuContext {
-    fn default() -> Self {
-        Self::new()
+/// The vCPU this physical CPU runs (or last ran): TPIDR_EL2 points at its context.
+pub fn current_vcpu() -> usize {
+    let p = crate::read_sysreg!("tpidr_el2") as *const VcpuContext;
+    if p.is_null() {
+        return 0;
     }
+    // SAFETY: TPIDR_EL2 is only ever set by `run_vcpu` to the context of the vCPU this
+    // CPU runs, which lives on this CPU's stack frame of `cpu_loop` for good.
+    unsafe { (*p).vcpu }
 }
 
 global_asm!(
@@ -236,5 +244,7 @@ pub fn install_vectors() {
     // Only the symbol's address is taken.
     let base = core::ptr::addr_of!(hv_vectors) as u64;
     crate::write_sysreg!("vbar_el2", base);
+    // No vCPU context yet (the reset value of TPIDR_EL2 is unknown).
+    crate::write_sysreg!("tpidr_el2", 0);
     super::sysreg::isb();
 }

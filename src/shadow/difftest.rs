@@ -1,0 +1,278 @@
+//! Case generator and checker for the on-target ATS1C** differential test of the walker.
+//!
+//! The same `no_std` code runs on both sides: the AArch32 test image calls [`generate`] with
+//! a seed, stores [`DiffCase::writes`] into its (zeroed) table area, programs
+//! [`DiffCase::regime`], runs ATS1CPR/ATS1CPW/ATS1CUR/ATS1CUW on every probe and prints one
+//! [`format_line`] per result; the host regenerates the case, computes [`expected`] with the
+//! engine's walker and compares the printed values with [`parse_line`].
+//!
+//! The image keeps itself mapped: its own region is identity-mapped with sections in domain
+//! 0, which stays a client domain, as Normal write-back memory (TEX remap region 7 is forced
+//! to Normal WBWA when TRE is set). Everything else is random.
+
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use super::walk::{ats1, sctlr, AtsOp, GuestMemory, Regime};
+use crate::addr::VirtAddr;
+
+/// Where the test image lives and where the generated tables go (guest = physical addresses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiffLayout {
+    /// Start of the image, 1 MiB aligned.
+    pub image_base: u32,
+    /// Size of the image region in bytes, a multiple of 1 MiB.
+    pub image_len: u32,
+    /// Table area (0xa000 bytes, 16 KiB aligned, outside the image region).
+    pub table_base: u32,
+    /// RAM the random mappings point into.
+    pub ram_base: u32,
+    /// Size of that RAM.
+    pub ram_len: u32,
+}
+
+/// Bytes the table area needs: two 16 KiB L1 tables and eight 1 KiB L2 tables.
+pub const TABLE_AREA: u32 = 0xa000;
+
+/// One generated differential case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiffCase {
+    /// Registers to program (TTBR0, TTBR1, TTBCR, DACR, the SCTLR bits M/AFE/TRE, CONTEXTIDR,
+    /// PRRR, NMRR).
+    pub regime: Regime,
+    /// `(physical address, value)` words to store into the zeroed table area.
+    pub writes: Vec<(u32, u32)>,
+    /// Virtual addresses to probe with the four operations.
+    pub probes: Vec<u32>,
+}
+
+/// xorshift32: a tiny deterministic generator both sides share.
+#[derive(Clone, Copy, Debug)]
+pub struct XorShift32(u32);
+
+impl XorShift32 {
+    /// Seeds the generator (a zero seed is replaced by a fixed non-zero one).
+    pub const fn new(seed: u32) -> Self {
+        XorShift32(if seed == 0 { 0x9e37_79b9 } else { seed })
+    }
+    /// The next value.
+    pub fn next_u32(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+    /// A value below `n` (`n` > 0).
+    pub fn below(&mut self, n: u32) -> u32 {
+        self.next_u32() % n.max(1)
+    }
+}
+
+fn put(writes: &mut Vec<(u32, u32)>, gpa: u32, v: u32) {
+    match writes.iter_mut().find(|w| w.0 == gpa) {
+        Some(w) => w.1 = v,
+        None => writes.push((gpa, v)),
+    }
+}
+
+/// Generates case `seed` for `layout`. Deterministic: the same inputs give the same case.
+pub fn generate(seed: u32, layout: &DiffLayout) -> DiffCase {
+    let mut rng = XorShift32::new(seed);
+    let n = rng.below(3);
+    let mut sctlr_bits = sctlr::M;
+    if rng.below(2) == 1 {
+        sctlr_bits |= sctlr::AFE;
+    }
+    let tre = rng.below(2) == 1;
+    let (mut prrr, mut nmrr) = (0, 0);
+    if tre {
+        sctlr_bits |= sctlr::TRE;
+        prrr = rng.next_u32();
+        nmrr = rng.next_u32();
+        // Region 7 (TEX[0]=1, C=1, B=1) is Normal write-back for the image.
+        prrr = (prrr & !(3 << 14)) | (2 << 14);
+        nmrr = (nmrr & !(3 << 14 | 3 << 30)) | (1 << 14) | (1 << 30);
+    }
+    let dacr = (rng.next_u32() & !3) | 1;
+    let l1_0 = layout.table_base;
+    let l1_1 = layout.table_base + 0x4000;
+    let l2_base = layout.table_base + 0x8000;
+    let regime = Regime {
+        ttbr0: l1_0,
+        ttbr1: l1_1,
+        ttbcr: n,
+        dacr,
+        sctlr: sctlr_bits,
+        contextidr: rng.below(256),
+        prrr,
+        nmrr,
+    };
+    let l1_addr = |idx: u32| {
+        if regime.ttbr_for(idx << 20) == 1 {
+            l1_1 + idx * 4
+        } else {
+            l1_0 + idx * 4
+        }
+    };
+    let mut writes = Vec::new();
+    let image_first = layout.image_base >> 20;
+    let image_end = image_first + (layout.image_len >> 20);
+    let in_image = |idx: u32| idx >= image_first && idx < image_end;
+    let mut probes = Vec::new();
+    let rand_pa = |rng: &mut XorShift32, align: u32| {
+        if rng.below(8) == 0 {
+            rng.next_u32() & !(align - 1)
+        } else {
+            (layout.ram_base + rng.below(layout.ram_len.max(align))) & !(align - 1)
+        }
+    };
+    for _ in 0..24 {
+        let idx = rng.below(4096);
+        // Never touch the image's entries, nor a supersection group that contains one.
+        if ((idx & !15)..=(idx | 15)).any(in_image) {
+            continue;
+        }
+        let attrs = rng.next_u32();
+        match rng.below(10) {
+            0..=3 => {
+                let w = rand_pa(&mut rng, 1 << 20) | (attrs & 0x000b_fffd) | 2;
+                put(&mut writes, l1_addr(idx), w);
+            }
+            4 | 5 => {
+                let g = idx & !15;
+                let w = rand_pa(&mut rng, 1 << 24) | (1 << 18) | (attrs & 0x000b_fe1d) | 2;
+                for i in g..g + 16 {
+                    put(&mut writes, l1_addr(i), w);
+                }
+            }
+            6..=8 => {
+                let t = rng.below(8);
+                let table = l2_base + t * 0x400;
+                put(&mut writes, l1_addr(idx), table | (attrs & 0x3fc) | 1);
+                for _ in 0..8 {
+                    let j = rng.below(256);
+                    let a = rng.next_u32();
+                    match rng.below(4) {
+                        0 | 1 => put(
+                            &mut writes,
+                            table + j * 4,
+                            rand_pa(&mut rng, 0x1000) | (a & 0xffd) | 2,
+                        ),
+                        2 => {
+                            let w = rand_pa(&mut rng, 0x1_0000) | (a & 0xfffc) | 1;
+                            for k in (j & !15)..(j & !15) + 16 {
+                                put(&mut writes, table + k * 4, w);
+                            }
+                        }
+                        _ => put(&mut writes, table + j * 4, a),
+                    }
+                    probes.push((idx << 20) | (j << 12) | (a & 0xffc));
+                }
+            }
+            _ => put(&mut writes, l1_addr(idx), attrs),
+        }
+        probes.push((idx << 20) | (rng.next_u32() & 0xf_fffc));
+    }
+    // The image's identity sections, written last so nothing overwrites them.
+    for idx in image_first..image_end {
+        let w = (idx << 20) | 2 | (3 << 10) | (1 << 12) | (3 << 2);
+        put(&mut writes, l1_addr(idx), w);
+    }
+    probes.push(layout.image_base);
+    probes.truncate(64);
+    DiffCase {
+        regime,
+        writes,
+        probes,
+    }
+}
+
+/// The four operations in the order [`expected`] reports them.
+pub const OPS: [AtsOp; 4] = [AtsOp::Cpr, AtsOp::Cpw, AtsOp::Cur, AtsOp::Cuw];
+
+/// The PAR values the architecture predicts for every probe, `[Cpr, Cpw, Cur, Cuw]` each,
+/// with the case's tables readable through `mem`.
+pub fn expected<M: GuestMemory + ?Sized>(case: &DiffCase, mem: &M) -> Vec<(u32, [u32; 4])> {
+    case.probes
+        .iter()
+        .map(|&va| {
+            let v = VirtAddr::new(va as u64);
+            (va, OPS.map(|op| ats1(&case.regime, mem, v, op)))
+        })
+        .collect()
+}
+
+/// The line the target prints for one result: `PAR <va> <op 0..3> <par>` in hex.
+pub fn format_line<W: Write>(out: &mut W, va: u32, op: usize, par: u32) -> core::fmt::Result {
+    writeln!(out, "PAR {va:08x} {op} {par:08x}")
+}
+
+/// Parses a [`format_line`] line into `(va, op index, par)`; `None` for any other line.
+pub fn parse_line(line: &str) -> Option<(u32, usize, u32)> {
+    let mut it = line.trim().split_ascii_whitespace();
+    if it.next()? != "PAR" {
+        return None;
+    }
+    let va = u32::from_str_radix(it.next()?, 16).ok()?;
+    let op: usize = it.next()?.parse().ok()?;
+    let par = u32::from_str_radix(it.next()?, 16).ok()?;
+    (op < 4 && it.next().is_none()).then_some((va, op, par))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shadow::sim::SparseMemory;
+    use crate::shadow::walk::{translate, Access, AccessKind, Pl};
+    use alloc::string::String;
+
+    const LAYOUT: DiffLayout = DiffLayout {
+        image_base: 0x4000_0000,
+        image_len: 0x20_0000,
+        table_base: 0x4020_0000,
+        ram_base: 0x4000_0000,
+        ram_len: 0x800_0000,
+    };
+
+    #[test]
+    fn cases_are_deterministic_and_keep_the_image_mapped() {
+        for seed in 1..200 {
+            let c = generate(seed, &LAYOUT);
+            assert_eq!(c, generate(seed, &LAYOUT));
+            let mut mem = SparseMemory::new(&[(LAYOUT.ram_base as u64, LAYOUT.ram_len as u64)]);
+            for &(a, v) in &c.writes {
+                assert!(
+                    (LAYOUT.table_base..LAYOUT.table_base + TABLE_AREA).contains(&a),
+                    "{a:#x}"
+                );
+                mem.write_u32(a as u64, v).unwrap();
+            }
+            for va in [LAYOUT.image_base, LAYOUT.image_base + LAYOUT.image_len - 4] {
+                for kind in [AccessKind::Read, AccessKind::Write, AccessKind::Exec] {
+                    let t = translate(
+                        &c.regime,
+                        &mem,
+                        VirtAddr::new(va as u64),
+                        Access { pl: Pl::Pl1, kind },
+                    )
+                    .unwrap_or_else(|f| panic!("seed {seed}: image unmapped {f:?}"));
+                    assert_eq!(t.pa, va as u64);
+                }
+            }
+            let exp = expected(&c, &mem);
+            assert_eq!(exp.len(), c.probes.len());
+        }
+    }
+
+    #[test]
+    fn lines_round_trip() {
+        let mut s = String::new();
+        format_line(&mut s, 0xc000_1234, 3, 0x4000_0f81).unwrap();
+        assert_eq!(parse_line(&s), Some((0xc000_1234, 3, 0x4000_0f81)));
+        assert_eq!(parse_line("PAR zz 1 0"), None);
+        assert_eq!(parse_line("hello"), None);
+        assert_eq!(parse_line("PAR 1 4 0"), None);
+    }
+}
