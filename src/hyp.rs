@@ -408,10 +408,8 @@ fn create_vm(id: usize, c: &VmConfig, bundle: &Bundle<'static>, geometry: Geomet
             (GuestGic::None, None)
         }
         Some(ver) => {
-            let mut v = Vgic::new(ver, c.cpus, GUEST_SPIS).map_err(|e| format!("vGIC: {e:?}"))?;
-            for t in [VTIMER_INTID, PTIMER_INTID] {
-                v.hw_map(t, t).map_err(|e| format!("vGIC: {e:?}"))?;
-            }
+            // The timer PPIs are forwarded without a hardware link (see `Lrs::retire_timers`).
+            let v = Vgic::new(ver, c.cpus, GUEST_SPIS).map_err(|e| format!("vGIC: {e:?}"))?;
             let (dist_size, redist_size) = (v.dist_size(), v.redist_size());
             let vg = v.into_shared();
             mmio.register(
@@ -519,7 +517,7 @@ fn init_host_gic(plat: &HostPlatform) {
         UART_INTID.store(irq, Ordering::Relaxed);
         gic.route_spi_here(irq);
         gic.enable(irq);
-        crate::logger::enable_input_irq();
+        crate::logger::set_input_irq(true);
     }
 }
 
@@ -583,10 +581,14 @@ fn handle_host_irqs(vm: &Vm, vcpu: usize, lrs: &mut Lrs) {
         let intid = gic.intid(iar);
         match intid {
             VTIMER_INTID | PTIMER_INTID if vm.vgic.is_some() => {
-                // Forwarded: the guest's EOI of the hardware-linked LR deactivates it.
+                // Forwarded as a level interrupt. The physical one stays active (only its
+                // priority is dropped) until the guest has EOId the virtual one; then
+                // `Lrs::retire_timers` deactivates it, and it fires again if the timer
+                // condition still holds.
                 gic.eoi(iar);
+                lrs.timers_active |= 1 << (intid - VTIMER_INTID);
                 if let Some(vg) = &vm.vgic {
-                    let _ = vg.lock().trigger_edge(intid, vcpu);
+                    let _ = vg.lock().set_level(intid, vcpu, true);
                 }
             }
             i if i == uart => {
@@ -612,26 +614,45 @@ fn handle_host_irqs(vm: &Vm, vcpu: usize, lrs: &mut Lrs) {
     }
 }
 
-/// Moves typed console input into the guest UART of the VM on this CPU.
+/// Console input is waiting in the host UART for room in the guest's FIFO.
+static INPUT_THROTTLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Moves typed console input into the guest UART of the VM on this CPU, as much as its
+/// receive FIFO takes. If input remains, the host UART's interrupt is masked until
+/// the guest has read some ([`console_resume`]).
 fn console_input(vm: &Vm) {
-    let mut buf = [0u8; 32];
-    loop {
-        let n = crate::logger::read_input(&mut buf);
-        if n == 0 {
-            break;
-        }
-        let mut mmio = vm.mmio.lock();
-        match mmio.find_mut::<IrqWired<devices::pl011::Pl011>>() {
-            Some(u) => {
-                for &b in &buf[..n] {
-                    if !u.dev.push_rx(b) {
-                        warn!("{}: console input dropped (guest UART FIFO full)", vm.name);
-                        break;
-                    }
-                }
-                u.update();
+    let mut mmio = vm.mmio.lock();
+    let Some(u) = mmio.find_mut::<IrqWired<devices::pl011::Pl011>>() else {
+        return;
+    };
+    let mut full = false;
+    while u.dev.can_accept() {
+        match crate::logger::read_input() {
+            Some(b) => {
+                u.dev.push_rx(b);
             }
             None => break,
+        }
+        full = !u.dev.can_accept();
+    }
+    u.update();
+    drop(mmio);
+    if full {
+        INPUT_THROTTLED.store(true, Ordering::Relaxed);
+        crate::logger::set_input_irq(false);
+    } else {
+        crate::logger::set_input_irq(true);
+    }
+}
+
+/// After a guest exit: if input was held back and the guest's FIFO has room again,
+/// take more.
+fn console_resume(vm: &Vm) {
+    if INPUT_THROTTLED.load(Ordering::Relaxed) && vm.first_cpu == 0 {
+        let room = vm.mmio.lock().find_mut::<IrqWired<devices::pl011::Pl011>>().is_some_and(|u| u.dev.can_accept());
+        if room {
+            INPUT_THROTTLED.store(false, Ordering::Relaxed);
+            console_input(vm);
         }
     }
 }
@@ -643,12 +664,16 @@ struct Lrs {
     vals: [u64; crate::vgic::MAX_LRS],
     /// The maintenance interrupt was taken and awaits deactivation.
     maintenance_active: bool,
+    /// Forwarded timer PPIs held active (bit n: INTID 27 + n).
+    timers_active: u32,
+    /// Of those, the ones whose list register came back empty: the guest EOId them.
+    timers_done: u32,
 }
 
 impl Lrs {
     fn new() -> Self {
         let nr = GIC.get().map(|g| g.list_regs().min(crate::vgic::MAX_LRS)).unwrap_or(0);
-        Self { nr, used: 0, vals: [0; crate::vgic::MAX_LRS], maintenance_active: false }
+        Self { nr, used: 0, vals: [0; crate::vgic::MAX_LRS], maintenance_active: false, timers_active: 0, timers_done: 0 }
     }
 
     /// Before entry: load the vGIC's view into the list registers.
@@ -673,7 +698,16 @@ impl Lrs {
         for i in 0..self.used {
             self.vals[i] = gic.read_lr(i);
         }
-        vg.lock().sync(vcpu, &self.vals[..self.used]);
+        let mut g = vg.lock();
+        if self.timers_active != 0 {
+            for raw in &self.vals[..self.used] {
+                let lr = crate::vgic::lr::Lr::decode(g.version(), *raw);
+                if matches!(lr.vintid, VTIMER_INTID | PTIMER_INTID) && lr.state == crate::vgic::lr::LrState::Invalid {
+                    self.timers_done |= 1 << (lr.vintid - VTIMER_INTID);
+                }
+            }
+        }
+        g.sync(vcpu, &self.vals[..self.used]);
     }
 
     /// Empties the list registers (their state is in the vGIC after `sync`), so no
@@ -686,6 +720,27 @@ impl Lrs {
         self.used = 0;
         gic.write_hcr(crate::vgic::lr::HCR_EN);
         self.finish_maintenance(gic);
+    }
+
+    /// Deactivates forwarded timer interrupts the guest has finished with, lowering
+    /// their virtual line. (A hardware-linked list register would do this by itself,
+    /// but QEMU's GICv2 then fails to re-signal a timer interrupt that is already
+    /// pending again; doing it here is correct on both.)
+    fn retire_timers(&mut self, vm: &Vm, vcpu: usize) {
+        let done = core::mem::take(&mut self.timers_done) & self.timers_active;
+        if done == 0 {
+            return;
+        }
+        let (Some(vg), Some(gic)) = (&vm.vgic, GIC.get()) else { return };
+        let mut g = vg.lock();
+        for t in [VTIMER_INTID, PTIMER_INTID] {
+            let bit = 1 << (t - VTIMER_INTID);
+            if done & bit != 0 {
+                let _ = g.set_level(t, vcpu, false);
+                gic.deactivate(t);
+                self.timers_active &= !bit;
+            }
+        }
     }
 
     fn finish_maintenance(&mut self, gic: &HostGic) {
@@ -744,6 +799,8 @@ fn cpu_loop(cpu: usize) -> ! {
             }
         }
         lrs.clear();
+        lrs.timers_active = 0;
+        lrs.timers_done = 0;
         arch::boot_regs(&mut ctx.guest, entry, x0);
         let action = run(vm, vcpu, &mut ctx, &mut lrs);
         lrs.clear();
@@ -790,6 +847,7 @@ fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext, lrs: &mut Lrs) -> Action {
         lrs.fill(vm, vcpu);
         let kind = arch::run_vcpu(ctx);
         lrs.sync(vm, vcpu);
+        lrs.retire_timers(vm, vcpu);
         let action = match kind {
             arch::ExitKind::Sync => {
                 let trap = arch::trap_info();
@@ -806,6 +864,7 @@ fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext, lrs: &mut Lrs) -> Action {
             }
         };
         vgic_followup(vm, vcpu);
+        console_resume(vm);
         match action {
             Action::Resume => {}
             Action::WaitForInterrupt => wait_for_interrupt(vm, vcpu, lrs),

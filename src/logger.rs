@@ -50,28 +50,18 @@ pub fn write_raw(s: &[u8]) {
     }
 }
 
-/// Reads the bytes waiting in the console's receive FIFO into `buf`; returns how many.
-pub fn read_input(buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    if let Some(c) = CONSOLE.lock().as_mut() {
-        while n < buf.len() {
-            match c.try_getc() {
-                Some(b) => {
-                    buf[n] = b;
-                    n += 1;
-                }
-                None => break,
-            }
-        }
-        c.clear_rx_irq();
-    }
-    n
+/// Reads one byte waiting in the console's receive FIFO, if any.
+pub fn read_input() -> Option<u8> {
+    CONSOLE.lock().as_mut().and_then(|c| c.try_getc())
 }
 
-/// Turns the console's receive interrupt on (input is forwarded to a guest).
-pub fn enable_input_irq() {
+/// Turns the console's receive interrupt on or off. Input is forwarded to a guest;
+/// while the guest's own FIFO is full the interrupt is off, so the input waits in the
+/// host UART (and, beyond its FIFO, in whatever feeds it) instead of being dropped.
+pub fn set_input_irq(on: bool) {
     if let Some(c) = CONSOLE.lock().as_mut() {
-        c.set_rx_irq(true);
+        c.clear_rx_irq();
+        c.set_rx_irq(on);
     }
 }
 

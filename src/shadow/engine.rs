@@ -1593,20 +1593,24 @@ impl ShadowEngine {
                             continue;
                         }
                         let from_guest_l2 = root.ents[idx].guest_l2 != NONE;
-                        for j in 0..256 {
-                            // Bit tests instead of a decode: this loop is the scan's cost.
-                            let w = self.pool.l2_word(slot, j);
-                            let hit = match w & 3 {
-                                0 => false,
-                                1 => (w ^ hpa32) & 0xffff_0000 == 0,
-                                _ => (w ^ hpa32) & 0xffff_f000 == 0,
-                            };
-                            if hit {
-                                work.push((r, idx, from_guest_l2.then_some(j)));
-                                if !from_guest_l2 {
-                                    break;
+                        // Bit tests instead of a decode: this loop is the scan's cost.
+                        // Branch-free so that the compiler can vectorise it.
+                        let hit = |w: u32| {
+                            let mask = if w & 3 == 1 { 0xffff_0000 } else { 0xffff_f000 };
+                            (w & 3 != 0) & ((w ^ hpa32) & mask == 0)
+                        };
+                        let words = self.pool.l2_slice(slot);
+                        if !words.iter().fold(false, |a, &w| a | hit(w)) {
+                            continue;
+                        }
+                        if from_guest_l2 {
+                            for (j, &w) in words.iter().enumerate() {
+                                if hit(w) {
+                                    work.push((r, idx, Some(j)));
                                 }
                             }
+                        } else {
+                            work.push((r, idx, None));
                         }
                     }
                 }

@@ -60,7 +60,8 @@ mod wp;
 
 pub use desc::{L1Desc, L2Desc, RegionAttrs};
 pub use engine::{
-    HostTlbOp, Resolution, RootKey, ShadowEngine, ShadowRegs, Stats, SyncOutcome, TlbOp,
+    HostTlbOp, RegimeChange, Resolution, RootKey, ShadowEngine, ShadowRegs, Stats, SyncOutcome,
+    TlbOp,
 };
 pub use pool::{Pool, ShadowView};
 pub use walk::{

@@ -152,6 +152,13 @@ impl Pool {
         self.mem[slot as usize * L2_WORDS + j]
     }
 
+    /// The 256 words of a second-level slot.
+    #[inline]
+    pub(crate) fn l2_slice(&self, slot: u32) -> &[u32] {
+        let s = slot as usize * L2_WORDS;
+        &self.mem[s..s + L2_WORDS]
+    }
+
     #[inline]
     pub(crate) fn set_l2_word(&mut self, slot: u32, j: usize, w: u32) {
         self.mem[slot as usize * L2_WORDS + j] = w;
