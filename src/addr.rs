@@ -155,7 +155,10 @@ mod tests {
         let a = GuestPhysAddr::new(0x4020_1234);
         assert!(!a.is_aligned(0x1000));
         assert_eq!(a.align_down(0x1000), GuestPhysAddr::new(0x4020_1000));
-        assert_eq!(a.checked_align_up(0x1000), Some(GuestPhysAddr::new(0x4020_2000)));
+        assert_eq!(
+            a.checked_align_up(0x1000),
+            Some(GuestPhysAddr::new(0x4020_2000))
+        );
         assert_eq!(GuestPhysAddr::new(u64::MAX).checked_align_up(0x1000), None);
     }
 

@@ -37,9 +37,15 @@ impl fmt::Display for BundleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BundleError::NoBundle => write!(f, "no guest bundle (bad magic)"),
-            BundleError::Version(v) => write!(f, "guest bundle version {v} is not supported (want 1)"),
-            BundleError::Truncated => write!(f, "guest bundle is truncated or an entry lies outside it"),
-            BundleError::TooManyEntries(n) => write!(f, "guest bundle has {n} entries (at most {MAX_ENTRIES})"),
+            BundleError::Version(v) => {
+                write!(f, "guest bundle version {v} is not supported (want 1)")
+            }
+            BundleError::Truncated => {
+                write!(f, "guest bundle is truncated or an entry lies outside it")
+            }
+            BundleError::TooManyEntries(n) => {
+                write!(f, "guest bundle has {n} entries (at most {MAX_ENTRIES})")
+            }
             BundleError::BadName => write!(f, "guest bundle entry name is not UTF-8"),
         }
     }
@@ -50,11 +56,19 @@ pub fn total_size(header: &[u8]) -> Result<usize, BundleError> {
     if header.len() < HEADER_SIZE || &header[..8] != MAGIC {
         return Err(BundleError::NoBundle);
     }
-    let version = u32::from_le_bytes(header[8..12].try_into().map_err(|_| BundleError::Truncated)?);
+    let version = u32::from_le_bytes(
+        header[8..12]
+            .try_into()
+            .map_err(|_| BundleError::Truncated)?,
+    );
     if version != 1 {
         return Err(BundleError::Version(version));
     }
-    let size = u64::from_le_bytes(header[16..24].try_into().map_err(|_| BundleError::Truncated)?);
+    let size = u64::from_le_bytes(
+        header[16..24]
+            .try_into()
+            .map_err(|_| BundleError::Truncated)?,
+    );
     usize::try_from(size).map_err(|_| BundleError::Truncated)
 }
 
@@ -73,7 +87,11 @@ impl<'a> Bundle<'a> {
             return Err(BundleError::Truncated);
         }
         let bytes = &bytes[..size];
-        let count = u32::from_le_bytes(bytes[12..16].try_into().map_err(|_| BundleError::Truncated)?);
+        let count = u32::from_le_bytes(
+            bytes[12..16]
+                .try_into()
+                .map_err(|_| BundleError::Truncated)?,
+        );
         if count > MAX_ENTRIES {
             return Err(BundleError::TooManyEntries(count));
         }
@@ -160,7 +178,10 @@ mod tests {
     fn rejects_bad_headers() {
         let mut b = build_for_test(&[("k", b"abc")]);
         assert_eq!(Bundle::parse(&b[..10]).unwrap_err(), BundleError::NoBundle);
-        assert_eq!(Bundle::parse(&b[..b.len() - 1]).unwrap_err(), BundleError::Truncated);
+        assert_eq!(
+            Bundle::parse(&b[..b.len() - 1]).unwrap_err(),
+            BundleError::Truncated
+        );
         b[8] = 2;
         assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::Version(2));
         let mut c = build_for_test(&[("k", b"abc")]);

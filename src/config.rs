@@ -135,7 +135,9 @@ pub fn parse(text: &str, phys_cpus: usize) -> Result<Vec<VmConfig>, ConfigError>
             arch: GuestArch::Aarch64,
         };
         for w in words {
-            let (k, v) = w.split_once('=').ok_or_else(|| ConfigError::BadKey(lineno, w.to_string()))?;
+            let (k, v) = w
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadKey(lineno, w.to_string()))?;
             let bad = || ConfigError::BadValue(lineno, k.to_string(), v.to_string());
             match k {
                 "name" if !v.is_empty() && v.len() <= 15 => vm.name = v.to_string(),
@@ -237,10 +239,22 @@ mod tests {
     fn errors_name_the_line() {
         assert_eq!(parse("vm name=a", 1), Err(ConfigError::NoKernel(1)));
         assert_eq!(parse("\nfoo", 1), Err(ConfigError::NotAVm(2)));
-        assert!(matches!(parse("vm kernel=k mem=3M", 1), Err(ConfigError::BadValue(1, _, _))));
-        assert!(matches!(parse("vm kernel=k bogus=1", 1), Err(ConfigError::BadKey(1, _))));
-        assert!(matches!(parse("vm kernel=k cpus=3", 2), Err(ConfigError::Cpus(_))));
-        assert!(matches!(parse("vm kernel=k\nvm kernel=j first_cpu=0", 2), Err(ConfigError::Cpus(_))));
+        assert!(matches!(
+            parse("vm kernel=k mem=3M", 1),
+            Err(ConfigError::BadValue(1, _, _))
+        ));
+        assert!(matches!(
+            parse("vm kernel=k bogus=1", 1),
+            Err(ConfigError::BadKey(1, _))
+        ));
+        assert!(matches!(
+            parse("vm kernel=k cpus=3", 2),
+            Err(ConfigError::Cpus(_))
+        ));
+        assert!(matches!(
+            parse("vm kernel=k\nvm kernel=j first_cpu=0", 2),
+            Err(ConfigError::Cpus(_))
+        ));
         assert_eq!(parse("# nothing", 1), Err(ConfigError::Empty));
     }
 

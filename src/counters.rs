@@ -27,7 +27,9 @@ pub enum ExitReason {
 
 /// Number of [`ExitReason`]s.
 pub const EXIT_REASONS: usize = 8;
-const NAMES: [&str; EXIT_REASONS] = ["hvc", "smc", "wfx", "dabt", "iabt", "sysreg", "irq", "other"];
+const NAMES: [&str; EXIT_REASONS] = [
+    "hvc", "smc", "wfx", "dabt", "iabt", "sysreg", "irq", "other",
+];
 
 /// Counters of one VM, updated by all of its vCPUs.
 #[derive(Default)]

@@ -1192,7 +1192,9 @@ pub fn parse(blob: &[u8]) -> Result<HostPlatform<'_>, DtError> {
         timer,
         boot_cpuid: h.boot_cpuid,
         initrd,
-        bootargs: tree.lookup("/chosen").and_then(|c| prop_str(c.node(), "bootargs")),
+        bootargs: tree
+            .lookup("/chosen")
+            .and_then(|c| prop_str(c.node(), "bootargs")),
     })
 }
 
@@ -1429,7 +1431,10 @@ pub(crate) mod tests {
         assert_eq!(mi.intid(), Some(25));
         let uart = p.uart.unwrap();
         assert_eq!(p.stdout_path, Some("/pl011@9000000"));
-        assert_eq!(p.uart.as_ref().and_then(|u| u.irq).and_then(|i| i.intid()), Some(33));
+        assert_eq!(
+            p.uart.as_ref().and_then(|u| u.irq).and_then(|i| i.intid()),
+            Some(33)
+        );
         assert_eq!(uart.base, HostPhysAddr::new(0x0900_0000));
         assert_eq!(uart.size, 0x1000);
         assert_eq!(uart.clock_hz, Some(24_000_000));

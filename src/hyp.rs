@@ -4,22 +4,22 @@
 //! model) and the architecture layer. It runs only on the target.
 
 use crate::addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange};
+use crate::arch::gic::HostGic;
 use crate::arch::{self, FrameMm, HwTlb, PsciConduit, VcpuContext};
 use crate::bundle::Bundle;
 use crate::config::{self, VmConfig};
 use crate::devices;
+use crate::devices::irq::IrqWired;
 use crate::dt::HostPlatform;
 use crate::loader::{self, GuestDevice, GuestDtSpec, GuestGic};
 use crate::mmio::MmioRouter;
 use crate::pgtable::{Geometry, PageTableError, Prot, Stage1PageTable, Stage2PageTable};
-use crate::arch::gic::HostGic;
-use crate::devices::irq::IrqWired;
 use crate::vgic::{GicVersion, GicdMmio, GicrMmio, Vgic};
 use crate::vm::{Action, BootInfo, GuestMemoryMap, Power, RunState, Vm, VmSpec};
-use core::sync::atomic::{AtomicU32, AtomicU64};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use log::{error, info, warn};
 use spin::Once;
@@ -106,7 +106,11 @@ fn fatal(conduit: PsciConduit, msg: core::fmt::Arguments) -> ! {
 /// for ELF images (1 MiB below the image, which links at RAM + 1 MiB).
 fn find_dtb(x0: u64) -> Option<(u64, usize)> {
     let (img, _) = arch::image_range();
-    let candidates = [x0, img.saturating_sub(1 << 20) & !0xf_ffff, img & !0x3fff_ffff];
+    let candidates = [
+        x0,
+        img.saturating_sub(1 << 20) & !0xf_ffff,
+        img & !0x3fff_ffff,
+    ];
     for &c in candidates.iter().filter(|&&c| c != 0) {
         // SAFETY: the candidate is either the bootloader's DTB pointer or RAM below the
         // image; RAM is readable with the MMU off, and only the 40-byte header is read.
@@ -119,7 +123,8 @@ fn find_dtb(x0: u64) -> Option<(u64, usize)> {
 }
 
 fn bootarg<'a>(args: &'a str, key: &str) -> Option<&'a str> {
-    args.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    args.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Primary CPU: bring the system up, create the VMs, run vCPU 0 of the first VM.
@@ -135,7 +140,8 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     };
     // SAFETY: fdt_total_size validated the header; the blob is in RAM that nothing
     // else writes, and it is reserved from the frame allocator below.
-    let dtb: &'static [u8] = unsafe { core::slice::from_raw_parts(dtb_addr as *const u8, dtb_size) };
+    let dtb: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(dtb_addr as *const u8, dtb_size) };
     let plat = match HostPlatform::parse(dtb) {
         Ok(p) => p,
         Err(_) => arch::power_off(PsciConduit::Smc),
@@ -147,9 +153,16 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     };
     init_console(&plat);
     let bootargs = plat.bootargs.unwrap_or("");
-    let level = bootarg(bootargs, "hv.log").and_then(crate::logger::parse_level).unwrap_or(log::LevelFilter::Info);
+    let level = bootarg(bootargs, "hv.log")
+        .and_then(crate::logger::parse_level)
+        .unwrap_or(log::LevelFilter::Info);
     log::set_max_level(level);
-    info!("hv {} starting on {} ({} CPUs), entered at EL{el}", env!("CARGO_PKG_VERSION"), plat.model_or_compatible(), plat.cpus.len());
+    info!(
+        "hv {} starting on {} ({} CPUs), entered at EL{el}",
+        env!("CARGO_PKG_VERSION"),
+        plat.model_or_compatible(),
+        plat.cpus.len()
+    );
     if el == 3 {
         info!("entered at EL3: dropped to EL2 (non-secure); PSCI needs firmware at EL3");
     }
@@ -165,9 +178,14 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     match crate::board::find_board(&plat) {
         Some(b) => match b.check(&plat) {
             Ok(()) => info!("board {}: device tree matches", b.name),
-            Err(e) => warn!("board {}: device tree differs from the board description: {e}", b.name),
+            Err(e) => warn!(
+                "board {}: device tree differs from the board description: {e}",
+                b.name
+            ),
         },
-        None => warn!("no board description matches this device tree; continuing with the device tree alone"),
+        None => warn!(
+            "no board description matches this device tree; continuing with the device tree alone"
+        ),
     }
 
     // Memory: RAM minus the image, the DTB, reserved ranges and the guest bundle.
@@ -180,24 +198,36 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     }
     {
         let mut f = arch::mem::FRAMES.lock();
-        let _ = f.reserve(HostRange::new(HostPhysAddr::new(img_start), img_end - img_start));
+        let _ = f.reserve(HostRange::new(
+            HostPhysAddr::new(img_start),
+            img_end - img_start,
+        ));
         let _ = f.reserve(HostRange::new(HostPhysAddr::new(dtb_addr), dtb_size as u64));
         for r in &plat.reserved {
             let _ = f.reserve(*r);
         }
     }
     let bundle = match bundle_addr {
-        None => fatal(conduit, format_args!("no guest bundle: pass hv.bundle=ADDR in /chosen/bootargs (scripts/run does)")),
+        None => fatal(
+            conduit,
+            format_args!(
+                "no guest bundle: pass hv.bundle=ADDR in /chosen/bootargs (scripts/run does)"
+            ),
+        ),
         Some(a) => {
             // SAFETY: the bundle address comes from the boot command line; reading its
             // 24-byte header from RAM is harmless, and the size is checked before use.
-            let hdr = unsafe { core::slice::from_raw_parts(a as *const u8, crate::bundle::HEADER_SIZE) };
+            let hdr =
+                unsafe { core::slice::from_raw_parts(a as *const u8, crate::bundle::HEADER_SIZE) };
             match crate::bundle::total_size(hdr) {
                 Ok(size) => {
-                    let _ = arch::mem::FRAMES.lock().reserve(HostRange::new(HostPhysAddr::new(a), size as u64));
+                    let _ = arch::mem::FRAMES
+                        .lock()
+                        .reserve(HostRange::new(HostPhysAddr::new(a), size as u64));
                     // SAFETY: the bundle was loaded there by QEMU or the firmware and is
                     // reserved from the frame allocator, so nothing else writes it.
-                    let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(a as *const u8, size) };
+                    let bytes: &'static [u8] =
+                        unsafe { core::slice::from_raw_parts(a as *const u8, size) };
                     match Bundle::parse(bytes) {
                         Ok(b) => b,
                         Err(e) => fatal(conduit, format_args!("guest bundle at {a:#x}: {e}")),
@@ -211,19 +241,29 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     match arch::mem::FRAMES.lock().alloc(HEAP_SIZE, 1 << 21) {
         Ok(h) => {
             // SAFETY: the allocator gave us this range exclusively; RAM is identity-mapped.
-            unsafe { arch::HEAP.lock().add_to_heap(h.raw() as usize, (h.raw() + HEAP_SIZE) as usize) };
+            unsafe {
+                arch::HEAP
+                    .lock()
+                    .add_to_heap(h.raw() as usize, (h.raw() + HEAP_SIZE) as usize)
+            };
         }
         Err(e) => fatal(conduit, format_args!("no memory for the heap: {e}")),
     }
     enable_mmu(&plat, conduit);
-    info!("EL2 MMU on; {} MiB free for guests", arch::mem::FRAMES.lock().free_bytes() >> 20);
+    info!(
+        "EL2 MMU on; {} MiB free for guests",
+        arch::mem::FRAMES.lock().free_bytes() >> 20
+    );
     for (i, c) in plat.cpus.iter().enumerate().take(arch::MAX_CPUS) {
         CPU_MPIDR[i].store(c.mpidr, Ordering::Relaxed);
     }
     init_host_gic(&plat);
 
     // VMs.
-    let cfg_text = bundle.get("config").and_then(|c| core::str::from_utf8(c).ok()).unwrap_or("");
+    let cfg_text = bundle
+        .get("config")
+        .and_then(|c| core::str::from_utf8(c).ok())
+        .unwrap_or("");
     let cfgs = match config::parse(cfg_text, plat.cpus.len().min(arch::MAX_CPUS)) {
         Ok(c) => c,
         Err(e) => fatal(conduit, format_args!("VM configuration: {e}")),
@@ -240,7 +280,21 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
                 for v in 0..c.cpus {
                     assignment[first + v] = Some((i, v));
                 }
-                info!("VM {} '{}': {} vCPU(s) on CPU {}.., {} MiB RAM at {} (host {}), {} mode", i, c.name, c.cpus, first, c.mem >> 20, vm.ram.start, vm.ram_hpa, if c.mode == config::MemMode::Stage2 { "stage2" } else { "shadow" });
+                info!(
+                    "VM {} '{}': {} vCPU(s) on CPU {}.., {} MiB RAM at {} (host {}), {} mode",
+                    i,
+                    c.name,
+                    c.cpus,
+                    first,
+                    c.mem >> 20,
+                    vm.ram.start,
+                    vm.ram_hpa,
+                    if c.mode == config::MemMode::Stage2 {
+                        "stage2"
+                    } else {
+                        "shadow"
+                    }
+                );
                 vms.push(vm);
                 images.push(img);
                 vttbrs.push(vttbr);
@@ -248,7 +302,14 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
             Err(e) => fatal(conduit, format_args!("VM '{}': {e}", c.name)),
         }
     }
-    let sys = SYSTEM.call_once(|| System { conduit, vms, assignment, vtcr: geometry.vtcr().unwrap_or(0), vttbrs, images });
+    let sys = SYSTEM.call_once(|| System {
+        conduit,
+        vms,
+        assignment,
+        vtcr: geometry.vtcr().unwrap_or(0),
+        vttbrs,
+        images,
+    });
     for (i, vm) in sys.vms.iter().enumerate() {
         load_images(vm, &sys.images[i]);
         vm.start();
@@ -258,7 +319,13 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     for (cpu, a) in sys.assignment.iter().enumerate().skip(1) {
         if a.is_some() {
             let mpidr = plat.cpus[cpu].mpidr;
-            let r = arch::psci_call(conduit, crate::psci::CPU_ON_64 as u64, mpidr, arch::secondary_entry(), cpu as u64);
+            let r = arch::psci_call(
+                conduit,
+                crate::psci::CPU_ON_64 as u64,
+                mpidr,
+                arch::secondary_entry(),
+                cpu as u64,
+            );
             if r != 0 {
                 error!("starting CPU {cpu} (MPIDR {mpidr:#x}) failed: PSCI {r}");
             }
@@ -286,19 +353,36 @@ fn enable_mmu(plat: &HostPlatform, conduit: PsciConduit) {
         Ok(t) => t,
         Err(e) => fatal(conduit, format_args!("EL2 page tables: {e}")),
     };
-    let map = |t: &mut Stage1PageTable<FrameMm, HwTlb>, base: u64, size: u64, ty: crate::pgtable::MemType| {
+    let map = |t: &mut Stage1PageTable<FrameMm, HwTlb>,
+               base: u64,
+               size: u64,
+               ty: crate::pgtable::MemType| {
         let s = base & !0xfff;
         let e = (base + size + 0xfff) & !0xfff;
-        let prot = if ty == crate::pgtable::MemType::Device { Prot::RW } else { Prot::RWX };
+        let prot = if ty == crate::pgtable::MemType::Device {
+            Prot::RW
+        } else {
+            Prot::RWX
+        };
         t.map_identity(HostPhysAddr::new(s), e - s, ty, prot)
     };
     for r in &plat.memory {
-        if let Err(e) = map(&mut t, r.start.raw(), r.size, crate::pgtable::MemType::Normal) {
+        if let Err(e) = map(
+            &mut t,
+            r.start.raw(),
+            r.size,
+            crate::pgtable::MemType::Normal,
+        ) {
             fatal(conduit, format_args!("identity-mapping RAM {r:?}: {e}"));
         }
     }
     for d in plat.device_ranges().iter() {
-        if let Err(e) = map(&mut t, d.start.raw(), d.size, crate::pgtable::MemType::Device) {
+        if let Err(e) = map(
+            &mut t,
+            d.start.raw(),
+            d.size,
+            crate::pgtable::MemType::Device,
+        ) {
             warn!("identity-mapping device {d:?}: {e}");
         }
     }
@@ -330,7 +414,13 @@ struct Stage2Map {
 }
 
 impl GuestMemoryMap for Stage2Map {
-    fn map(&mut self, ipa: GuestPhysAddr, hpa: HostPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+    fn map(
+        &mut self,
+        ipa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        size: u64,
+        prot: Prot,
+    ) -> Result<(), PageTableError> {
         self.pt.map(ipa, hpa, size, prot)
     }
     fn unmap(&mut self, ipa: GuestPhysAddr, size: u64) -> Result<(), PageTableError> {
@@ -370,30 +460,51 @@ impl devices::pl011::ConsoleSink for VmConsole {
     }
 }
 
-fn create_vm(id: usize, c: &VmConfig, bundle: &Bundle<'static>, geometry: Geometry, prefixed: bool) -> Result<(Vm, VmImages, u64), String> {
+fn create_vm(
+    id: usize,
+    c: &VmConfig,
+    bundle: &Bundle<'static>,
+    geometry: Geometry,
+    prefixed: bool,
+) -> Result<(Vm, VmImages, u64), String> {
     use alloc::format;
-    let kernel = bundle.get(&c.kernel).ok_or_else(|| format!("the bundle has no '{}' (kernel)", c.kernel))?;
+    let kernel = bundle
+        .get(&c.kernel)
+        .ok_or_else(|| format!("the bundle has no '{}' (kernel)", c.kernel))?;
     let initrd = match &c.initrd {
-        Some(n) => Some(bundle.get(n).ok_or_else(|| format!("the bundle has no '{n}' (initrd)"))?),
+        Some(n) => Some(
+            bundle
+                .get(n)
+                .ok_or_else(|| format!("the bundle has no '{n}' (initrd)"))?,
+        ),
         None => None,
     };
     let cmdline = match &c.cmdline {
-        Some(n) => core::str::from_utf8(bundle.get(n).ok_or_else(|| format!("the bundle has no '{n}' (cmdline)"))?)
-            .map_err(|_| String::from("the command line is not UTF-8"))?
-            .trim(),
+        Some(n) => core::str::from_utf8(
+            bundle
+                .get(n)
+                .ok_or_else(|| format!("the bundle has no '{n}' (cmdline)"))?,
+        )
+        .map_err(|_| String::from("the command line is not UTF-8"))?
+        .trim(),
         None => "",
     };
     let ram = GuestRange::new(GuestPhysAddr::new(GUEST_RAM_BASE), c.mem);
-    let plan = loader::plan(kernel, initrd.map(|i| i.len() as u64), ram).map_err(|e| format!("{e}"))?;
+    let plan =
+        loader::plan(kernel, initrd.map(|i| i.len() as u64), ram).map_err(|e| format!("{e}"))?;
     let hpa = arch::mem::FRAMES
         .lock()
         .alloc_best_aligned(c.mem, &[1 << 30, 2 << 20])
         .map_err(|e| format!("guest RAM of {} MiB: {e}", c.mem >> 20))?;
     let vmid = (id + 1) as u8;
-    let mut pt = Stage2PageTable::new(geometry, vmid, FrameMm, HwTlb).map_err(|e| format!("stage-2 tables: {e}"))?;
+    let mut pt = Stage2PageTable::new(geometry, vmid, FrameMm, HwTlb)
+        .map_err(|e| format!("stage-2 tables: {e}"))?;
     let vttbr = pt.vttbr();
     let mut mmio = MmioRouter::default();
-    let console = VmConsole { prefix: prefixed.then(|| c.name.clone()), line: Vec::new() };
+    let console = VmConsole {
+        prefix: prefixed.then(|| c.name.clone()),
+        line: Vec::new(),
+    };
     let uart = devices::pl011::Pl011::new(Box::new(console));
     let uart_range = GuestRange::new(GuestPhysAddr::new(GUEST_UART_BASE), 0x1000);
     // The interrupt controller the guest sees follows the host's.
@@ -404,7 +515,8 @@ fn create_vm(id: usize, c: &VmConfig, bundle: &Bundle<'static>, geometry: Geomet
     };
     let (guest_gic, vgic) = match version {
         None => {
-            mmio.register(uart_range, Box::new(uart)).map_err(|e| format!("{e:?}"))?;
+            mmio.register(uart_range, Box::new(uart))
+                .map_err(|e| format!("{e:?}"))?;
             (GuestGic::None, None)
         }
         Some(ver) => {
@@ -417,26 +529,47 @@ fn create_vm(id: usize, c: &VmConfig, bundle: &Bundle<'static>, geometry: Geomet
                 Box::new(GicdMmio::with_resolver(vg.clone(), arch::current_vcpu)),
             )
             .map_err(|e| format!("{e:?}"))?;
-            mmio.register(uart_range, Box::new(IrqWired::new(uart, vg.clone(), GUEST_UART_INTID)))
-                .map_err(|e| format!("{e:?}"))?;
+            mmio.register(
+                uart_range,
+                Box::new(IrqWired::new(uart, vg.clone(), GUEST_UART_INTID)),
+            )
+            .map_err(|e| format!("{e:?}"))?;
             let g = match ver {
                 GicVersion::V2 => {
                     // The guest's GICC is the host's virtual CPU interface (GICV).
                     let gicv = HostPhysAddr::new(GICV_BASE.load(Ordering::Relaxed));
-                    pt.map(GuestPhysAddr::new(GUEST_GICC_BASE), gicv, 0x2000, Prot::DEVICE_RW)
-                        .map_err(|e| format!("mapping GICV: {e}"))?;
-                    GuestGic::V2 { dist: GUEST_GICD_BASE, cpu: GUEST_GICC_BASE }
+                    pt.map(
+                        GuestPhysAddr::new(GUEST_GICC_BASE),
+                        gicv,
+                        0x2000,
+                        Prot::DEVICE_RW,
+                    )
+                    .map_err(|e| format!("mapping GICV: {e}"))?;
+                    GuestGic::V2 {
+                        dist: GUEST_GICD_BASE,
+                        cpu: GUEST_GICC_BASE,
+                    }
                 }
                 GicVersion::V3 => {
-                    mmio.register(GuestRange::new(GuestPhysAddr::new(GUEST_GICR_BASE), redist_size), Box::new(GicrMmio::new(vg.clone())))
-                        .map_err(|e| format!("{e:?}"))?;
-                    GuestGic::V3 { dist: GUEST_GICD_BASE, redist: GUEST_GICR_BASE, redist_size }
+                    mmio.register(
+                        GuestRange::new(GuestPhysAddr::new(GUEST_GICR_BASE), redist_size),
+                        Box::new(GicrMmio::new(vg.clone())),
+                    )
+                    .map_err(|e| format!("{e:?}"))?;
+                    GuestGic::V3 {
+                        dist: GUEST_GICD_BASE,
+                        redist: GUEST_GICR_BASE,
+                        redist_size,
+                    }
                 }
             };
             (g, Some(vg))
         }
     };
-    let devs = [GuestDevice::Pl011 { base: GUEST_UART_BASE, spi: Some(GUEST_UART_INTID - 32) }];
+    let devs = [GuestDevice::Pl011 {
+        base: GUEST_UART_BASE,
+        spi: Some(GUEST_UART_INTID - 32),
+    }];
     let dtb = loader::build_guest_dtb(&GuestDtSpec {
         ram,
         cpus: c.cpus,
@@ -447,10 +580,25 @@ fn create_vm(id: usize, c: &VmConfig, bundle: &Bundle<'static>, geometry: Geomet
         timer_freq: 0,
     })
     .map_err(|e| format!("{e}"))?;
-    mmio.register(GuestRange::new(GuestPhysAddr::new(GUEST_TESTDEV_BASE), 0x1000), Box::new(devices::testdev::TestDev::new()))
-        .map_err(|e| format!("{e:?}"))?;
-    let boot = BootInfo { entry: plan.kernel.raw(), x0: plan.dtb.raw() };
-    let spec = VmSpec { id, name: c.name.clone(), ram, ram_hpa: hpa, ncpus: c.cpus, first_cpu: c.first_cpu.unwrap_or(0), boot, vgic };
+    mmio.register(
+        GuestRange::new(GuestPhysAddr::new(GUEST_TESTDEV_BASE), 0x1000),
+        Box::new(devices::testdev::TestDev::new()),
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    let boot = BootInfo {
+        entry: plan.kernel.raw(),
+        x0: plan.dtb.raw(),
+    };
+    let spec = VmSpec {
+        id,
+        name: c.name.clone(),
+        ram,
+        ram_hpa: hpa,
+        ncpus: c.cpus,
+        first_cpu: c.first_cpu.unwrap_or(0),
+        boot,
+        vgic,
+    };
     let vm = Vm::new(spec, Box::new(Stage2Map { pt }), mmio).map_err(|e| format!("{e:?}"))?;
     let img = VmImages {
         kernel,
@@ -465,7 +613,11 @@ fn create_vm(id: usize, c: &VmConfig, bundle: &Bundle<'static>, geometry: Geomet
 
 fn copy_into_guest(vm: &Vm, at: GuestPhysAddr, bytes: &[u8]) {
     if !vm.ram.contains_span(at, bytes.len() as u64) {
-        error!("{}: image at {at} +{:#x} is outside guest RAM (loader bug)", vm.name, bytes.len());
+        error!(
+            "{}: image at {at} +{:#x} is outside guest RAM (loader bug)",
+            vm.name,
+            bytes.len()
+        );
         return;
     }
     let hpa = vm.ram_hpa.raw() + (at - vm.ram.start);
@@ -495,7 +647,11 @@ fn init_host_gic(plat: &HostPlatform) {
             // SAFETY: the three frames come from the device tree's GIC node and are
             // identity-mapped as device memory; only this driver programs them.
             HostGic::V2(unsafe {
-                crate::drivers::gicv2::GicV2::new(g.gicd.start.raw() as usize, gicc.start.raw() as usize, gich.start.raw() as usize)
+                crate::drivers::gicv2::GicV2::new(
+                    g.gicd.start.raw() as usize,
+                    gicc.start.raw() as usize,
+                    gich.start.raw() as usize,
+                )
             })
         }
         (3, _, _, _, Some(gicr)) => HostGic::V3 {
@@ -524,7 +680,10 @@ fn init_host_gic(plat: &HostPlatform) {
 fn init_gic_cpu(cpu: usize) {
     let Some(gic) = GIC.get() else { return };
     if !gic.init_cpu() {
-        error!("CPU {cpu}: no GIC redistributor found for MPIDR {:#x}", arch::mpidr());
+        error!(
+            "CPU {cpu}: no GIC redistributor found for MPIDR {:#x}",
+            arch::mpidr()
+        );
         return;
     }
     for intid in [KICK_SGI, MAINTENANCE_INTID, VTIMER_INTID, PTIMER_INTID] {
@@ -538,7 +697,25 @@ fn init_gic_cpu(cpu: usize) {
 /// Makes physical CPU `cpu` leave its guest (or its wait) and re-evaluate.
 fn kick_cpu(cpu: usize) {
     if let (Some(gic), Some(m), Some(i)) = (GIC.get(), CPU_MPIDR.get(cpu), CPU_IF.get(cpu)) {
-        gic.send_sgi(KICK_SGI, m.load(Ordering::Relaxed), i.load(Ordering::Relaxed));
+        gic.send_sgi(
+            KICK_SGI,
+            m.load(Ordering::Relaxed),
+            i.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// Wakes physical CPU `cpu` from its wait for a vCPU to start (see `cpu_loop`).
+pub fn wake_cpu(cpu: usize) {
+    kick_cpu(cpu);
+}
+
+/// Acknowledges and retires every pending physical interrupt while no vCPU runs here.
+fn drain_host_irqs() {
+    let Some(gic) = GIC.get() else { return };
+    while let Some(iar) = gic.ack() {
+        gic.eoi(iar);
+        gic.deactivate(iar);
     }
 }
 
@@ -554,8 +731,11 @@ fn kick_vm(vm: &Vm, me: usize) {
 
 /// After anything that may have changed the vGIC: kick the vCPUs it names and
 /// deactivate physical interrupts the guest cleared by register.
-fn vgic_followup(vm: &Vm, me: usize) {
+fn vgic_followup(vm: &Vm, me: usize, lrs: &Lrs) {
     let Some(vg) = &vm.vgic else { return };
+    if lrs.idle() {
+        return; // nothing changed since the last fill: nothing to kick
+    }
     let (kicks, deact) = {
         let mut g = vg.lock();
         (g.take_kicks(), g.take_hw_deactivations())
@@ -649,7 +829,11 @@ fn console_input(vm: &Vm) {
 /// take more.
 fn console_resume(vm: &Vm) {
     if INPUT_THROTTLED.load(Ordering::Relaxed) && vm.first_cpu == 0 {
-        let room = vm.mmio.lock().find_mut::<IrqWired<devices::pl011::Pl011>>().is_some_and(|u| u.dev.can_accept());
+        let room = vm
+            .mmio
+            .lock()
+            .find_mut::<IrqWired<devices::pl011::Pl011>>()
+            .is_some_and(|u| u.dev.can_accept());
         if room {
             INPUT_THROTTLED.store(false, Ordering::Relaxed);
             console_input(vm);
@@ -668,18 +852,52 @@ struct Lrs {
     timers_active: u32,
     /// Of those, the ones whose list register came back empty: the guest EOId them.
     timers_done: u32,
+    /// The vGIC generation at the last `fill` that left no list register in use.
+    idle_generation: Option<u64>,
+    /// The vGIC's generation counter, read without its lock.
+    generation: Option<alloc::sync::Arc<AtomicU64>>,
 }
 
 impl Lrs {
-    fn new() -> Self {
-        let nr = GIC.get().map(|g| g.list_regs().min(crate::vgic::MAX_LRS)).unwrap_or(0);
-        Self { nr, used: 0, vals: [0; crate::vgic::MAX_LRS], maintenance_active: false, timers_active: 0, timers_done: 0 }
+    fn new(vm: &Vm) -> Self {
+        let nr = GIC
+            .get()
+            .map(|g| g.list_regs().min(crate::vgic::MAX_LRS))
+            .unwrap_or(0);
+        let generation = vm.vgic.as_ref().map(|v| v.lock().generation_handle());
+        Self {
+            nr,
+            used: 0,
+            vals: [0; crate::vgic::MAX_LRS],
+            maintenance_active: false,
+            timers_active: 0,
+            timers_done: 0,
+            idle_generation: None,
+            generation,
+        }
+    }
+
+    /// True if nothing is in flight and the vGIC has not changed since a fill found
+    /// nothing to deliver: the list registers are empty and stay so.
+    fn idle(&self) -> bool {
+        self.used == 0
+            && !self.maintenance_active
+            && self.idle_generation.is_some()
+            && self.idle_generation == self.generation.as_ref().map(|g| g.load(Ordering::Acquire))
     }
 
     /// Before entry: load the vGIC's view into the list registers.
     fn fill(&mut self, vm: &Vm, vcpu: usize) {
-        let (Some(vg), Some(gic)) = (&vm.vgic, GIC.get()) else { return };
-        let f = vg.lock().fill(vcpu, self.nr);
+        let (Some(vg), Some(gic)) = (&vm.vgic, GIC.get()) else {
+            return;
+        };
+        if self.idle() {
+            return; // the trap fast path
+        }
+        let mut g = vg.lock();
+        let f = g.fill(vcpu, self.nr);
+        self.idle_generation = (f.used() == 0).then(|| g.generation());
+        drop(g);
         let n = self.used.max(f.used()).min(self.nr);
         for (i, v) in f.values().iter().enumerate().take(n) {
             gic.write_lr(i, *v);
@@ -691,7 +909,9 @@ impl Lrs {
 
     /// After exit: hand the list registers' state back to the vGIC.
     fn sync(&mut self, vm: &Vm, vcpu: usize) {
-        let (Some(vg), Some(gic)) = (&vm.vgic, GIC.get()) else { return };
+        let (Some(vg), Some(gic)) = (&vm.vgic, GIC.get()) else {
+            return;
+        };
         if self.used == 0 {
             return;
         }
@@ -702,7 +922,9 @@ impl Lrs {
         if self.timers_active != 0 {
             for raw in &self.vals[..self.used] {
                 let lr = crate::vgic::lr::Lr::decode(g.version(), *raw);
-                if matches!(lr.vintid, VTIMER_INTID | PTIMER_INTID) && lr.state == crate::vgic::lr::LrState::Invalid {
+                if matches!(lr.vintid, VTIMER_INTID | PTIMER_INTID)
+                    && lr.state == crate::vgic::lr::LrState::Invalid
+                {
                     self.timers_done |= 1 << (lr.vintid - VTIMER_INTID);
                 }
             }
@@ -731,7 +953,9 @@ impl Lrs {
         if done == 0 {
             return;
         }
-        let (Some(vg), Some(gic)) = (&vm.vgic, GIC.get()) else { return };
+        let (Some(vg), Some(gic)) = (&vm.vgic, GIC.get()) else {
+            return;
+        };
         let mut g = vg.lock();
         for t in [VTIMER_INTID, PTIMER_INTID] {
             let bit = 1 << (t - VTIMER_INTID);
@@ -762,7 +986,7 @@ fn wait_for_interrupt(vm: &Vm, vcpu: usize, lrs: &mut Lrs) {
         }
         arch::wait_for_interrupt();
         handle_host_irqs(vm, vcpu, lrs);
-        vgic_followup(vm, vcpu);
+        vgic_followup(vm, vcpu, lrs);
     }
 }
 
@@ -780,15 +1004,27 @@ fn cpu_loop(cpu: usize) -> ! {
     };
     let vm = &sys.vms[vm_idx];
     let aarch64 = sys.images[vm_idx].aarch64;
-    arch::setup_guest_cpu(sys.vtcr, sys.vttbrs[vm_idx], arch::hcr_for_guest(aarch64), Vm::vcpu_mpidr(vcpu));
+    arch::setup_guest_cpu(
+        sys.vtcr,
+        sys.vttbrs[vm_idx],
+        arch::hcr_for_guest(aarch64),
+        Vm::vcpu_mpidr(vcpu),
+    );
     let mut ctx = VcpuContext::new(vcpu);
-    let mut lrs = Lrs::new();
+    let mut lrs = Lrs::new(vm);
     loop {
+        // Wait (halted: QEMU's TCG would spin on WFE) until CPU_ON or a reset starts
+        // this vCPU; whoever does that kicks this CPU.
         let (entry, x0) = loop {
             if let Some(s) = vm.vcpus[vcpu].take_start() {
                 break s;
             }
-            arch::wait_for_event();
+            if GIC.get().is_some() {
+                arch::wait_for_interrupt();
+                drain_host_irqs();
+            } else {
+                arch::wait_for_event();
+            }
         };
         arch::reset_el1();
         if let Some(gic) = GIC.get() {
@@ -801,6 +1037,7 @@ fn cpu_loop(cpu: usize) -> ! {
         lrs.clear();
         lrs.timers_active = 0;
         lrs.timers_done = 0;
+        lrs.idle_generation = None;
         arch::boot_regs(&mut ctx.guest, entry, x0);
         let action = run(vm, vcpu, &mut ctx, &mut lrs);
         lrs.clear();
@@ -814,7 +1051,10 @@ fn cpu_loop(cpu: usize) -> ! {
                 kick_vm(vm, vcpu);
                 info!("{}: powered off; counters: {}", vm.name, vm.counters);
                 for (name, _range, st) in vm.mmio.lock().iter_stats() {
-                    info!("{}: mmio {name}: reads={} writes={} errors={}", vm.name, st.reads, st.writes, st.errors);
+                    info!(
+                        "{}: mmio {name}: reads={} writes={} errors={}",
+                        vm.name, st.reads, st.writes, st.errors
+                    );
                 }
                 if VMS_RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
                     info!("all VMs are off: powering off");
@@ -822,7 +1062,10 @@ fn cpu_loop(cpu: usize) -> ! {
                 }
             }
             Action::VmReset => {
-                info!("{}: reset requested (counters so far: {})", vm.name, vm.counters);
+                info!(
+                    "{}: reset requested (counters so far: {})",
+                    vm.name, vm.counters
+                );
                 // Other vCPUs must leave the guest before memory is reloaded.
                 for v in &vm.vcpus {
                     v.set_off();
@@ -859,11 +1102,14 @@ fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext, lrs: &mut Lrs) -> Action {
                 Action::Resume
             }
             arch::ExitKind::SError => {
-                error!("{}: SError while the guest ran (pc {:#x})", vm.name, ctx.guest.pc);
+                error!(
+                    "{}: SError while the guest ran (pc {:#x})",
+                    vm.name, ctx.guest.pc
+                );
                 Action::Stop
             }
         };
-        vgic_followup(vm, vcpu);
+        vgic_followup(vm, vcpu, lrs);
         console_resume(vm);
         match action {
             Action::Resume => {}

@@ -39,6 +39,6 @@ pub mod vm;
 #[cfg(target_os = "none")]
 pub mod arch;
 #[cfg(target_os = "none")]
-pub mod logger;
-#[cfg(target_os = "none")]
 pub mod hyp;
+#[cfg(target_os = "none")]
+pub mod logger;

@@ -35,6 +35,13 @@ pub enum LoadError {
         /// Bytes of guest RAM.
         ram: u64,
     },
+    /// The file is shorter than its own headers say (a truncated download or copy).
+    Truncated {
+        /// Bytes in the file.
+        have: u64,
+        /// Bytes the PE/COFF section table of the EFI-stub header needs.
+        need: u64,
+    },
     /// Writing the device tree failed.
     Fdt(String),
 }
@@ -49,6 +56,10 @@ impl fmt::Display for LoadError {
                 "{what} does not fit in guest RAM: needs {} KiB, the VM has {} KiB (raise --mem)",
                 need / 1024,
                 ram / 1024
+            ),
+            LoadError::Truncated { have, need } => write!(
+                f,
+                "the kernel image is truncated: the file has {have} bytes but its PE/COFF header describes {need}"
             ),
             LoadError::Fdt(m) => write!(f, "building the guest device tree: {m}"),
         }
@@ -84,12 +95,54 @@ pub fn parse_image_header(k: &[u8]) -> Result<Option<ImageHeader>, LoadError> {
         image_size = k.len() as u64 + (1 << 20);
     }
     if text_offset % 4096 != 0 || text_offset >= (2 << 20) {
-        return Err(LoadError::BadHeader("text_offset is not a page multiple below 2 MiB"));
+        return Err(LoadError::BadHeader(
+            "text_offset is not a page multiple below 2 MiB",
+        ));
     }
     if image_size < k.len() as u64 {
         return Err(LoadError::BadHeader("image_size is smaller than the file"));
     }
-    Ok(Some(ImageHeader { text_offset, image_size }))
+    if let Some(need) = pe_file_size(k) {
+        if (k.len() as u64) < need {
+            return Err(LoadError::Truncated {
+                have: k.len() as u64,
+                need,
+            });
+        }
+    }
+    Ok(Some(ImageHeader {
+        text_offset,
+        image_size,
+    }))
+}
+
+/// The file size an EFI-stub kernel's PE/COFF header implies: the end of its last
+/// section's raw data. `None` when there is no PE header (or it is malformed, which the
+/// boot protocol does not require to be valid).
+pub fn pe_file_size(k: &[u8]) -> Option<u64> {
+    let u16_at = |o: usize| {
+        k.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as u64)
+    };
+    let u32_at = |o: usize| {
+        k.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+    };
+    let pe = u32_at(0x3c)? as usize;
+    if k.get(pe..pe + 4)? != b"PE\0\0" {
+        return None;
+    }
+    let nsec = u16_at(pe + 6)? as usize;
+    let opt = u16_at(pe + 20)? as usize;
+    let table = pe + 24 + opt;
+    let mut end = 0u64;
+    for i in 0..nsec.min(96) {
+        let e = table + 40 * i;
+        let raw_size = u32_at(e + 16)?;
+        let raw_ptr = u32_at(e + 20)?;
+        end = end.max(raw_ptr + raw_size);
+    }
+    (end > 0).then_some(end)
 }
 
 /// Where everything goes in guest RAM.
@@ -107,11 +160,18 @@ pub struct LoadPlan {
 }
 
 /// Plans the placement of a kernel, an optional initrd of `initrd_len` bytes and a DTB.
-pub fn plan(kernel: &[u8], initrd_len: Option<u64>, ram: GuestRange) -> Result<LoadPlan, LoadError> {
+pub fn plan(
+    kernel: &[u8],
+    initrd_len: Option<u64>,
+    ram: GuestRange,
+) -> Result<LoadPlan, LoadError> {
     let hdr = parse_image_header(kernel)?;
     let (kaddr, kend) = match hdr {
         Some(h) => {
-            let base = ram.start.checked_align_up(2 << 20).ok_or(LoadError::BadHeader("RAM base"))?;
+            let base = ram
+                .start
+                .checked_align_up(2 << 20)
+                .ok_or(LoadError::BadHeader("RAM base"))?;
             let k = base.raw() + h.text_offset;
             (k, k + h.image_size)
         }
@@ -122,19 +182,29 @@ pub fn plan(kernel: &[u8], initrd_len: Option<u64>, ram: GuestRange) -> Result<L
     };
     let ram_end = ram.end();
     if kend > ram_end {
-        return Err(LoadError::TooBig { what: "the kernel", need: kend - ram.start.raw(), ram: ram.size });
+        return Err(LoadError::TooBig {
+            what: "the kernel",
+            need: kend - ram.start.raw(),
+            ram: ram.size,
+        });
     }
     // DTB in the top 2 MiB-aligned window, initrd right below it.
     let dtb = GuestPhysAddr::new((ram_end - DTB_MAX) & !0xfff);
     if dtb.raw() < kend {
-        return Err(LoadError::TooBig { what: "the kernel and device tree", need: kend - ram.start.raw() + DTB_MAX, ram: ram.size });
+        return Err(LoadError::TooBig {
+            what: "the kernel and device tree",
+            need: kend - ram.start.raw() + DTB_MAX,
+            ram: ram.size,
+        });
     }
     let initrd = match initrd_len {
         None => None,
         Some(len) => {
             let start = dtb.raw().checked_sub(len).map(|s| s & !0xfff);
             match start {
-                Some(s) if s >= kend.div_ceil(4096) * 4096 => Some(GuestRange::new(GuestPhysAddr::new(s), len)),
+                Some(s) if s >= kend.div_ceil(4096) * 4096 => {
+                    Some(GuestRange::new(GuestPhysAddr::new(s), len))
+                }
                 _ => {
                     return Err(LoadError::TooBig {
                         what: "the initrd",
@@ -145,7 +215,12 @@ pub fn plan(kernel: &[u8], initrd_len: Option<u64>, ram: GuestRange) -> Result<L
             }
         }
     };
-    Ok(LoadPlan { kernel: GuestPhysAddr::new(kaddr), linux: hdr.is_some(), initrd, dtb })
+    Ok(LoadPlan {
+        kernel: GuestPhysAddr::new(kaddr),
+        linux: hdr.is_some(),
+        initrd,
+        dtb,
+    })
 }
 
 /// A device in the guest's device tree.
@@ -212,28 +287,37 @@ pub fn build_guest_dtb(s: &GuestDtSpec) -> Result<Vec<u8>, LoadError> {
     const CLK_PHANDLE: u32 = 2;
     let mut w = vm_fdt::FdtWriter::new().map_err(fdt_err)?;
     let root = w.begin_node("").map_err(fdt_err)?;
-    w.property_string("compatible", "linux,dummy-virt").map_err(fdt_err)?;
+    w.property_string("compatible", "linux,dummy-virt")
+        .map_err(fdt_err)?;
     w.property_string("model", "hv guest").map_err(fdt_err)?;
     w.property_u32("#address-cells", 2).map_err(fdt_err)?;
     w.property_u32("#size-cells", 2).map_err(fdt_err)?;
     if s.gic != GuestGic::None {
-        w.property_u32("interrupt-parent", GIC_PHANDLE).map_err(fdt_err)?;
+        w.property_u32("interrupt-parent", GIC_PHANDLE)
+            .map_err(fdt_err)?;
     }
 
     let chosen = w.begin_node("chosen").map_err(fdt_err)?;
     w.property_string("bootargs", s.bootargs).map_err(fdt_err)?;
     if let Some(GuestDevice::Pl011 { base, .. }) = s.devices.first() {
-        w.property_string("stdout-path", &alloc::format!("/pl011@{base:x}")).map_err(fdt_err)?;
+        w.property_string("stdout-path", &alloc::format!("/pl011@{base:x}"))
+            .map_err(fdt_err)?;
     }
     if let Some(i) = s.initrd {
-        w.property_u64("linux,initrd-start", i.start.raw()).map_err(fdt_err)?;
-        w.property_u64("linux,initrd-end", i.end()).map_err(fdt_err)?;
+        w.property_u64("linux,initrd-start", i.start.raw())
+            .map_err(fdt_err)?;
+        w.property_u64("linux,initrd-end", i.end())
+            .map_err(fdt_err)?;
     }
     w.end_node(chosen).map_err(fdt_err)?;
 
-    let mem = w.begin_node(&alloc::format!("memory@{:x}", s.ram.start.raw())).map_err(fdt_err)?;
-    w.property_string("device_type", "memory").map_err(fdt_err)?;
-    w.property_array_u64("reg", &[s.ram.start.raw(), s.ram.size]).map_err(fdt_err)?;
+    let mem = w
+        .begin_node(&alloc::format!("memory@{:x}", s.ram.start.raw()))
+        .map_err(fdt_err)?;
+    w.property_string("device_type", "memory")
+        .map_err(fdt_err)?;
+    w.property_array_u64("reg", &[s.ram.start.raw(), s.ram.size])
+        .map_err(fdt_err)?;
     w.end_node(mem).map_err(fdt_err)?;
 
     let cpus = w.begin_node("cpus").map_err(fdt_err)?;
@@ -242,36 +326,55 @@ pub fn build_guest_dtb(s: &GuestDtSpec) -> Result<Vec<u8>, LoadError> {
     for c in 0..s.cpus {
         let n = w.begin_node(&alloc::format!("cpu@{c}")).map_err(fdt_err)?;
         w.property_string("device_type", "cpu").map_err(fdt_err)?;
-        w.property_string("compatible", "arm,armv8").map_err(fdt_err)?;
+        w.property_string("compatible", "arm,armv8")
+            .map_err(fdt_err)?;
         w.property_u32("reg", c as u32).map_err(fdt_err)?;
-        w.property_string("enable-method", "psci").map_err(fdt_err)?;
+        w.property_string("enable-method", "psci")
+            .map_err(fdt_err)?;
         w.end_node(n).map_err(fdt_err)?;
     }
     w.end_node(cpus).map_err(fdt_err)?;
 
     let psci = w.begin_node("psci").map_err(fdt_err)?;
-    w.property_string_list("compatible", alloc::vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()]).map_err(fdt_err)?;
+    w.property_string_list(
+        "compatible",
+        alloc::vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()],
+    )
+    .map_err(fdt_err)?;
     w.property_string("method", "hvc").map_err(fdt_err)?;
     w.end_node(psci).map_err(fdt_err)?;
 
     match s.gic {
         GuestGic::None => {}
         GuestGic::V2 { dist, cpu } => {
-            let g = w.begin_node(&alloc::format!("intc@{dist:x}")).map_err(fdt_err)?;
-            w.property_string("compatible", "arm,cortex-a15-gic").map_err(fdt_err)?;
+            let g = w
+                .begin_node(&alloc::format!("intc@{dist:x}"))
+                .map_err(fdt_err)?;
+            w.property_string("compatible", "arm,cortex-a15-gic")
+                .map_err(fdt_err)?;
             w.property_u32("#interrupt-cells", 3).map_err(fdt_err)?;
             w.property_null("interrupt-controller").map_err(fdt_err)?;
-            w.property_array_u64("reg", &[dist, 0x1_0000, cpu, 0x1_0000]).map_err(fdt_err)?;
+            w.property_array_u64("reg", &[dist, 0x1_0000, cpu, 0x1_0000])
+                .map_err(fdt_err)?;
             w.property_phandle(GIC_PHANDLE).map_err(fdt_err)?;
             w.end_node(g).map_err(fdt_err)?;
         }
-        GuestGic::V3 { dist, redist, redist_size } => {
-            let g = w.begin_node(&alloc::format!("intc@{dist:x}")).map_err(fdt_err)?;
-            w.property_string("compatible", "arm,gic-v3").map_err(fdt_err)?;
+        GuestGic::V3 {
+            dist,
+            redist,
+            redist_size,
+        } => {
+            let g = w
+                .begin_node(&alloc::format!("intc@{dist:x}"))
+                .map_err(fdt_err)?;
+            w.property_string("compatible", "arm,gic-v3")
+                .map_err(fdt_err)?;
             w.property_u32("#interrupt-cells", 3).map_err(fdt_err)?;
             w.property_null("interrupt-controller").map_err(fdt_err)?;
-            w.property_u32("#redistributor-regions", 1).map_err(fdt_err)?;
-            w.property_array_u64("reg", &[dist, 0x1_0000, redist, redist_size]).map_err(fdt_err)?;
+            w.property_u32("#redistributor-regions", 1)
+                .map_err(fdt_err)?;
+            w.property_array_u64("reg", &[dist, 0x1_0000, redist, redist_size])
+                .map_err(fdt_err)?;
             w.property_phandle(GIC_PHANDLE).map_err(fdt_err)?;
             w.end_node(g).map_err(fdt_err)?;
         }
@@ -281,34 +384,53 @@ pub fn build_guest_dtb(s: &GuestDtSpec) -> Result<Vec<u8>, LoadError> {
         // Secure, non-secure, virtual and hypervisor timer PPIs 13, 14, 11, 10,
         // level-high (flags 4), as on QEMU virt.
         let t = w.begin_node("timer").map_err(fdt_err)?;
-        w.property_string("compatible", "arm,armv8-timer").map_err(fdt_err)?;
-        w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]).map_err(fdt_err)?;
+        w.property_string("compatible", "arm,armv8-timer")
+            .map_err(fdt_err)?;
+        w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
+            .map_err(fdt_err)?;
         w.property_null("always-on").map_err(fdt_err)?;
         if s.timer_freq != 0 {
-            w.property_u32("clock-frequency", s.timer_freq).map_err(fdt_err)?;
+            w.property_u32("clock-frequency", s.timer_freq)
+                .map_err(fdt_err)?;
         }
         w.end_node(t).map_err(fdt_err)?;
     }
 
     let clk = w.begin_node("apb-pclk").map_err(fdt_err)?;
-    w.property_string("compatible", "fixed-clock").map_err(fdt_err)?;
+    w.property_string("compatible", "fixed-clock")
+        .map_err(fdt_err)?;
     w.property_u32("#clock-cells", 0).map_err(fdt_err)?;
-    w.property_u32("clock-frequency", 24_000_000).map_err(fdt_err)?;
-    w.property_string("clock-output-names", "clk24mhz").map_err(fdt_err)?;
+    w.property_u32("clock-frequency", 24_000_000)
+        .map_err(fdt_err)?;
+    w.property_string("clock-output-names", "clk24mhz")
+        .map_err(fdt_err)?;
     w.property_phandle(CLK_PHANDLE).map_err(fdt_err)?;
     w.end_node(clk).map_err(fdt_err)?;
 
     for d in s.devices {
         match d {
             GuestDevice::Pl011 { base, spi } => {
-                let u = w.begin_node(&alloc::format!("pl011@{base:x}")).map_err(fdt_err)?;
-                w.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()]).map_err(fdt_err)?;
-                w.property_array_u64("reg", &[*base, 0x1000]).map_err(fdt_err)?;
+                let u = w
+                    .begin_node(&alloc::format!("pl011@{base:x}"))
+                    .map_err(fdt_err)?;
+                w.property_string_list(
+                    "compatible",
+                    alloc::vec!["arm,pl011".into(), "arm,primecell".into()],
+                )
+                .map_err(fdt_err)?;
+                w.property_array_u64("reg", &[*base, 0x1000])
+                    .map_err(fdt_err)?;
                 if let (Some(spi), true) = (spi, s.gic != GuestGic::None) {
-                    w.property_array_u32("interrupts", &[0, *spi, 4]).map_err(fdt_err)?;
+                    w.property_array_u32("interrupts", &[0, *spi, 4])
+                        .map_err(fdt_err)?;
                 }
-                w.property_array_u32("clocks", &[CLK_PHANDLE, CLK_PHANDLE]).map_err(fdt_err)?;
-                w.property_string_list("clock-names", alloc::vec!["uartclk".into(), "apb_pclk".into()]).map_err(fdt_err)?;
+                w.property_array_u32("clocks", &[CLK_PHANDLE, CLK_PHANDLE])
+                    .map_err(fdt_err)?;
+                w.property_string_list(
+                    "clock-names",
+                    alloc::vec!["uartclk".into(), "apb_pclk".into()],
+                )
+                .map_err(fdt_err)?;
                 w.end_node(u).map_err(fdt_err)?;
             }
         }
@@ -316,7 +438,10 @@ pub fn build_guest_dtb(s: &GuestDtSpec) -> Result<Vec<u8>, LoadError> {
     w.end_node(root).map_err(fdt_err)?;
     let dtb = w.finish().map_err(fdt_err)?;
     if dtb.len() as u64 > DTB_MAX {
-        return Err(LoadError::Fdt(alloc::format!("{} bytes is more than the {DTB_MAX} reserved", dtb.len())));
+        return Err(LoadError::Fdt(alloc::format!(
+            "{} bytes is more than the {DTB_MAX} reserved",
+            dtb.len()
+        )));
     }
     Ok(dtb)
 }
@@ -358,22 +483,68 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         assert_eq!(plan(&[], None, RAM), Err(LoadError::EmptyKernel));
-        assert!(matches!(plan(&image(0x123, 0x1000, 4096), None, RAM), Err(LoadError::BadHeader(_))));
-        assert!(matches!(plan(&image(0, 100, 4096), None, RAM), Err(LoadError::BadHeader(_))));
-        assert!(matches!(plan(&image(0, 200 << 20, 4096), None, RAM), Err(LoadError::TooBig { what: "the kernel", .. })));
-        assert!(matches!(plan(&image(0, 1 << 20, 4096), Some(130 << 20), RAM), Err(LoadError::TooBig { what: "the initrd", .. })));
+        assert!(matches!(
+            plan(&image(0x123, 0x1000, 4096), None, RAM),
+            Err(LoadError::BadHeader(_))
+        ));
+        assert!(matches!(
+            plan(&image(0, 100, 4096), None, RAM),
+            Err(LoadError::BadHeader(_))
+        ));
+        assert!(matches!(
+            plan(&image(0, 200 << 20, 4096), None, RAM),
+            Err(LoadError::TooBig {
+                what: "the kernel",
+                ..
+            })
+        ));
+        assert!(matches!(
+            plan(&image(0, 1 << 20, 4096), Some(130 << 20), RAM),
+            Err(LoadError::TooBig {
+                what: "the initrd",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn truncated_efi_stub_image_is_detected() {
+        let mut k = image(0, 0x20_0000, 0x3000);
+        // A PE header at 0x40 with one section whose raw data ends at 0x3000.
+        k[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+        k[0x40..0x44].copy_from_slice(b"PE\0\0");
+        k[0x46..0x48].copy_from_slice(&1u16.to_le_bytes());
+        k[0x54..0x56].copy_from_slice(&0u16.to_le_bytes());
+        let sec = 0x40 + 24;
+        k[sec + 16..sec + 20].copy_from_slice(&0x2000u32.to_le_bytes());
+        k[sec + 20..sec + 24].copy_from_slice(&0x1000u32.to_le_bytes());
+        assert_eq!(pe_file_size(&k), Some(0x3000));
+        assert!(plan(&k, None, RAM).is_ok());
+        assert_eq!(
+            plan(&k[..0x2800], None, RAM),
+            Err(LoadError::Truncated {
+                have: 0x2800,
+                need: 0x3000
+            })
+        );
     }
 
     #[test]
     fn guest_dtb_parses_back() {
-        let devs = [GuestDevice::Pl011 { base: 0x0900_0000, spi: Some(1) }];
+        let devs = [GuestDevice::Pl011 {
+            base: 0x0900_0000,
+            spi: Some(1),
+        }];
         let spec = GuestDtSpec {
             ram: RAM,
             cpus: 2,
             bootargs: "console=ttyAMA0",
             initrd: Some(GuestRange::new(GuestPhysAddr::new(0x4400_0000), 0x1234)),
             devices: &devs,
-            gic: GuestGic::V2 { dist: 0x0800_0000, cpu: 0x0801_0000 },
+            gic: GuestGic::V2 {
+                dist: 0x0800_0000,
+                cpu: 0x0801_0000,
+            },
             timer_freq: 0,
         };
         let dtb = build_guest_dtb(&spec).unwrap();
@@ -387,7 +558,10 @@ mod tests {
         let psci = fdt.find_node("/psci").unwrap();
         assert_eq!(psci.property("method").unwrap().as_str(), Some("hvc"));
         let ch = fdt.find_node("/chosen").unwrap();
-        assert_eq!(ch.property("linux,initrd-start").unwrap().as_usize(), Some(0x4400_0000));
+        assert_eq!(
+            ch.property("linux,initrd-start").unwrap().as_usize(),
+            Some(0x4400_0000)
+        );
         assert!(fdt.find_node("/timer").is_some());
     }
 }

@@ -33,7 +33,10 @@ impl fmt::Display for MmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MmError::OutOfMemory { size, align } => {
-                write!(f, "out of memory: no free range of {size:#x} bytes aligned to {align:#x}")
+                write!(
+                    f,
+                    "out of memory: no free range of {size:#x} bytes aligned to {align:#x}"
+                )
             }
             MmError::TooManyRanges => write!(f, "too many free ranges to track"),
             MmError::BadRequest => write!(f, "size or alignment is not a non-zero page multiple"),
@@ -136,7 +139,11 @@ impl FrameAllocator {
     /// Allocates `size` bytes aligned to `align` (both non-zero page multiples, `align`
     /// a power of two), first fit from the lowest address. The memory is not zeroed.
     pub fn alloc(&mut self, size: u64, align: u64) -> Result<HostPhysAddr, MmError> {
-        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || align < PAGE_SIZE || !align.is_power_of_two() {
+        if size == 0
+            || !size.is_multiple_of(PAGE_SIZE)
+            || align < PAGE_SIZE
+            || !align.is_power_of_two()
+        {
             return Err(MmError::BadRequest);
         }
         for i in 0..self.len {
@@ -157,7 +164,11 @@ impl FrameAllocator {
 
     /// Allocates the largest naturally aligned chunk among `aligns` (tried in order)
     /// that fits `size`, falling back to page alignment.
-    pub fn alloc_best_aligned(&mut self, size: u64, aligns: &[u64]) -> Result<HostPhysAddr, MmError> {
+    pub fn alloc_best_aligned(
+        &mut self,
+        size: u64,
+        aligns: &[u64],
+    ) -> Result<HostPhysAddr, MmError> {
         for &a in aligns {
             if let Ok(p) = self.alloc(size, a) {
                 return Ok(p);
@@ -219,7 +230,13 @@ mod tests {
         assert_eq!(p.raw(), 0x4040_0000);
         let q = a.alloc(0x1000, 0x1000).unwrap();
         assert_eq!(q.raw(), 0x4000_0000);
-        assert_eq!(a.alloc(0x8000_0000, 0x1000), Err(MmError::OutOfMemory { size: 0x8000_0000, align: 0x1000 }));
+        assert_eq!(
+            a.alloc(0x8000_0000, 0x1000),
+            Err(MmError::OutOfMemory {
+                size: 0x8000_0000,
+                align: 0x1000
+            })
+        );
         assert_eq!(a.alloc(0x800, 0x1000), Err(MmError::BadRequest));
         a.free(p, 0x20_0000).unwrap();
         assert_eq!(a.free(p, 0x1000), Err(MmError::DoubleFree(p)));

@@ -146,7 +146,10 @@ pub fn decode(x: &[u64; 4]) -> Call {
             size: x[2],
             perms: x[3],
         },
-        HV_MEM_UNMAP_LAZY => Call::HvMemUnmapLazy { ipa: x[1], size: x[2] },
+        HV_MEM_UNMAP_LAZY => Call::HvMemUnmapLazy {
+            ipa: x[1],
+            size: x[2],
+        },
         HV_COUNTER => Call::HvCounter(x[1]),
         f => Call::Unknown(f),
     }
@@ -156,7 +159,9 @@ pub fn decode(x: &[u64; 4]) -> Call {
 pub fn features(func: u32) -> i64 {
     match func {
         PSCI_VERSION | PSCI_FEATURES | CPU_ON_32 | CPU_ON_64 | CPU_OFF | AFFINITY_INFO_32
-        | AFFINITY_INFO_64 | MIGRATE_INFO_TYPE | SYSTEM_OFF | SYSTEM_RESET | SMCCC_VERSION => SUCCESS,
+        | AFFINITY_INFO_64 | MIGRATE_INFO_TYPE | SYSTEM_OFF | SYSTEM_RESET | SMCCC_VERSION => {
+            SUCCESS
+        }
         _ => NOT_SUPPORTED,
     }
 }
@@ -169,11 +174,19 @@ mod tests {
     fn decodes_smc32_and_smc64() {
         assert_eq!(
             decode(&[CPU_ON_32 as u64, 0xffff_ffff_0000_0001, 0x1_4008_0000, 7]),
-            Call::CpuOn { mpidr: 1, entry: 0x4008_0000, context: 7 }
+            Call::CpuOn {
+                mpidr: 1,
+                entry: 0x4008_0000,
+                context: 7
+            }
         );
         assert_eq!(
             decode(&[CPU_ON_64 as u64, 1, 0x1_4008_0000, 7]),
-            Call::CpuOn { mpidr: 1, entry: 0x1_4008_0000, context: 7 }
+            Call::CpuOn {
+                mpidr: 1,
+                entry: 0x1_4008_0000,
+                context: 7
+            }
         );
         assert_eq!(decode(&[0xffff_ffff_8400_0000, 0, 0, 0]), Call::Version);
         assert_eq!(decode(&[0x1234, 0, 0, 0]), Call::Unknown(0x1234));

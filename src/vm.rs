@@ -62,7 +62,13 @@ pub const PSTATE_EL1H_MASKED: u64 = 0x3c5;
 /// engine's map). Addresses and sizes are 4 KiB multiples.
 pub trait GuestMemoryMap: Send {
     /// Maps `[ipa, ipa + size)` to `[hpa, hpa + size)`; errors if anything is mapped.
-    fn map(&mut self, ipa: GuestPhysAddr, hpa: HostPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError>;
+    fn map(
+        &mut self,
+        ipa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        size: u64,
+        prot: Prot,
+    ) -> Result<(), PageTableError>;
     /// Unmaps whatever is mapped in the range (holes are fine).
     fn unmap(&mut self, ipa: GuestPhysAddr, size: u64) -> Result<(), PageTableError>;
     /// Changes the permissions of every mapped page in the range.
@@ -114,9 +120,19 @@ impl VcpuSlot {
     /// If the vCPU is pending, marks it on and returns (entry, x0).
     pub fn take_start(&self) -> Option<(u64, u64)> {
         self.power
-            .compare_exchange(Power::OnPending as u8, Power::On as u8, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                Power::OnPending as u8,
+                Power::On as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .ok()
-            .map(|_| (self.entry.load(Ordering::Relaxed), self.context.load(Ordering::Relaxed)))
+            .map(|_| {
+                (
+                    self.entry.load(Ordering::Relaxed),
+                    self.context.load(Ordering::Relaxed),
+                )
+            })
     }
     /// Asks for the vCPU to start at `entry` with x0 = `x0` if it is off.
     /// Returns the PSCI result.
@@ -128,7 +144,12 @@ impl VcpuSlot {
         }
         self.entry.store(entry, Ordering::Relaxed);
         self.context.store(x0, Ordering::Relaxed);
-        match self.power.compare_exchange(Power::Off as u8, Power::OnPending as u8, Ordering::AcqRel, Ordering::Acquire) {
+        match self.power.compare_exchange(
+            Power::Off as u8,
+            Power::OnPending as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => psci::SUCCESS,
             Err(_) => psci::ALREADY_ON,
         }
@@ -255,9 +276,23 @@ impl Trap {
 impl Vm {
     /// Creates a VM from `spec`, mapping its RAM read/write/execute in `mem`.
     /// Errors if the RAM cannot be mapped (for instance, something is mapped there).
-    pub fn new(spec: VmSpec, mut mem: alloc::boxed::Box<dyn GuestMemoryMap>, mmio: MmioRouter) -> Result<Self, VmError> {
-        let VmSpec { id, name, ram, ram_hpa, ncpus, first_cpu, boot, vgic } = spec;
-        mem.map(ram.start, ram_hpa, ram.size, Prot::RWX).map_err(VmError::Map)?;
+    pub fn new(
+        spec: VmSpec,
+        mut mem: alloc::boxed::Box<dyn GuestMemoryMap>,
+        mmio: MmioRouter,
+    ) -> Result<Self, VmError> {
+        let VmSpec {
+            id,
+            name,
+            ram,
+            ram_hpa,
+            ncpus,
+            first_cpu,
+            boot,
+            vgic,
+        } = spec;
+        mem.map(ram.start, ram_hpa, ram.size, Prot::RWX)
+            .map_err(VmError::Map)?;
         let mut vcpus = Vec::with_capacity(ncpus);
         vcpus.resize_with(ncpus, VcpuSlot::default);
         Ok(Self {
@@ -336,7 +371,13 @@ impl Vm {
 
     /// Handles a synchronous exit of vCPU `vcpu`. Guest registers are updated in
     /// place (PC advanced, results written, or an exception injected).
-    pub fn handle_sync(&self, vcpu: usize, regs: &mut GuestRegs, trap: &Trap, hw: &mut dyn VcpuHw) -> Action {
+    pub fn handle_sync(
+        &self,
+        vcpu: usize,
+        regs: &mut GuestRegs,
+        trap: &Trap,
+        hw: &mut dyn VcpuHw,
+    ) -> Action {
         let syn = esr::decode(trap.esr);
         match syn.class {
             ExceptionClass::Hvc64 { .. } | ExceptionClass::Hvc32 { .. } => {
@@ -373,7 +414,10 @@ impl Vm {
                         return Action::Resume;
                     }
                 }
-                warn!("{}: instruction fetch from {} (pc {:#x}) is not guest RAM: injecting abort", self.name, ipa, regs.pc);
+                warn!(
+                    "{}: instruction fetch from {} (pc {:#x}) is not guest RAM: injecting abort",
+                    self.name, ipa, regs.pc
+                );
                 self.inject_abort(regs, AbortKind::Instruction, trap.far, true, hw)
             }
             ExceptionClass::SysReg(iss) => {
@@ -382,7 +426,10 @@ impl Vm {
             }
             _ => {
                 self.counters.exit(ExitReason::Other);
-                warn!("{}: unhandled trap ESR_EL2={:#x} at pc {:#x}: injecting undefined instruction", self.name, trap.esr, regs.pc);
+                warn!(
+                    "{}: unhandled trap ESR_EL2={:#x} at pc {:#x}: injecting undefined instruction",
+                    self.name, trap.esr, regs.pc
+                );
                 self.inject_undef(regs, syn.il, hw)
             }
         }
@@ -397,13 +444,17 @@ impl Vm {
             Call::SmcccVersion => 0x1_0001,
             Call::Features(f) => psci::features(f),
             Call::MigrateInfoType => 2, // Trusted OS not present or does not need migration
-            Call::CpuOn { mpidr, entry, context } => match self.vcpu_of_mpidr(mpidr) {
+            Call::CpuOn {
+                mpidr,
+                entry,
+                context,
+            } => match self.vcpu_of_mpidr(mpidr) {
                 None => psci::INVALID_PARAMETERS,
                 Some(_) if !self.ram.contains(GuestPhysAddr::new(entry)) => psci::INVALID_ADDRESS,
                 Some(t) => {
                     let r = self.vcpus[t].request_on(entry, context);
                     if r == psci::SUCCESS {
-                        crate::vm::wake_cpus();
+                        wake_cpu(self.first_cpu + t);
                     }
                     r
                 }
@@ -466,14 +517,19 @@ impl Vm {
     /// Validates a guest-supplied RAM span (4 KiB aligned, non-empty, inside RAM).
     fn ram_span(&self, ipa: u64, size: u64) -> Option<(GuestPhysAddr, u64)> {
         let a = GuestPhysAddr::new(ipa);
-        (size != 0 && a.is_aligned(4096) && size.is_multiple_of(4096) && self.ram.contains_span(a, size)).then_some((a, size))
+        (size != 0
+            && a.is_aligned(4096)
+            && size.is_multiple_of(4096)
+            && self.ram.contains_span(a, size))
+        .then_some((a, size))
     }
 
     fn hv_protect(&self, ipa: u64, size: u64, perms: u64) -> i64 {
         let Some((a, size)) = self.ram_span(ipa, size) else {
             return psci::INVALID_PARAMETERS;
         };
-        let Some(prot) = Prot::from_bits(perms as u8).filter(|p| perms <= 7 && p.has_access()) else {
+        let Some(prot) = Prot::from_bits(perms as u8).filter(|p| perms <= 7 && p.has_access())
+        else {
             return psci::INVALID_PARAMETERS;
         };
         let mut mem = self.mem.lock();
@@ -523,7 +579,14 @@ impl Vm {
         }
     }
 
-    fn data_abort(&self, regs: &mut GuestRegs, trap: &Trap, syn: &esr::Syndrome, iss: &esr::DataAbortIss, hw: &mut dyn VcpuHw) -> Action {
+    fn data_abort(
+        &self,
+        regs: &mut GuestRegs,
+        trap: &Trap,
+        syn: &esr::Syndrome,
+        iss: &esr::DataAbortIss,
+        hw: &mut dyn VcpuHw,
+    ) -> Action {
         let ipa = trap.fault_ipa();
         if iss.s1ptw {
             // The guest's own page-table walk touched an IPA it does not own.
@@ -532,7 +595,10 @@ impl Vm {
                     return Action::Resume;
                 }
             }
-            warn!("{}: stage-1 table walk at {} is outside guest RAM: injecting abort", self.name, ipa);
+            warn!(
+                "{}: stage-1 table walk at {} is outside guest RAM: injecting abort",
+                self.name, ipa
+            );
             return self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw);
         }
         let mut mmio = self.mmio.lock();
@@ -559,7 +625,12 @@ impl Vm {
                 }
                 Err(e) => {
                     drop(mmio);
-                    warn!("{}: MMIO {} at {}: {e:?}: injecting abort", self.name, if access.write { "write" } else { "read" }, ipa);
+                    warn!(
+                        "{}: MMIO {} at {}: {e:?}: injecting abort",
+                        self.name,
+                        if access.write { "write" } else { "read" },
+                        ipa
+                    );
                     return self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw);
                 }
             }
@@ -571,7 +642,13 @@ impl Vm {
             }
         }
         if self.ram.contains(ipa) {
-            debug!("{}: {:?} at {} (pc {:#x}): injecting abort", self.name, iss.fault(), ipa, regs.pc);
+            debug!(
+                "{}: {:?} at {} (pc {:#x}): injecting abort",
+                self.name,
+                iss.fault(),
+                ipa,
+                regs.pc
+            );
         } else {
             warn!(
                 "{}: {} of unmapped IPA {} (va {:#x}, pc {:#x}): injecting abort",
@@ -585,7 +662,14 @@ impl Vm {
         self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw)
     }
 
-    fn sysreg(&self, vcpu: usize, regs: &mut GuestRegs, syn: &esr::Syndrome, iss: &esr::SysRegIss, hw: &mut dyn VcpuHw) -> Action {
+    fn sysreg(
+        &self,
+        vcpu: usize,
+        regs: &mut GuestRegs,
+        syn: &esr::Syndrome,
+        iss: &esr::SysRegIss,
+        hw: &mut dyn VcpuHw,
+    ) -> Action {
         // ICC_SGI1R_EL1 (op0=3 op1=0 CRn=12 CRm=11 op2=5) traps with HCR_EL2.IMO set:
         // a GICv3 guest sending an SGI. Its targets are kicked by the run loop.
         if iss.key() == esr::sysreg(3, 0, 12, 11, 5) && !iss.read {
@@ -629,15 +713,38 @@ impl Vm {
     }
 
     fn apply(&self, regs: &mut GuestRegs, inj: Injection, hw: &mut dyn VcpuHw) {
-        hw.set_exception_regs(inj.esr_el1, inj.far_el1.map(|v| v.raw()), inj.elr_el1, inj.spsr_el1);
+        hw.set_exception_regs(
+            inj.esr_el1,
+            inj.far_el1.map(|v| v.raw()),
+            inj.elr_el1,
+            inj.spsr_el1,
+        );
         regs.pc = inj.pc;
         regs.pstate = inj.pstate;
     }
 
     /// Injects a synchronous external abort at `far` into the vCPU.
-    pub fn inject_abort(&self, regs: &mut GuestRegs, kind: AbortKind, far: u64, il: bool, hw: &mut dyn VcpuHw) -> Action {
+    pub fn inject_abort(
+        &self,
+        regs: &mut GuestRegs,
+        kind: AbortKind,
+        far: u64,
+        il: bool,
+        hw: &mut dyn VcpuHw,
+    ) -> Action {
         let st = self.guest_state(regs, hw);
         match inject::external_abort(&st, kind, VirtAddr::new(far), il) {
+            // The abort happened at the very vector it would be delivered to: the
+            // guest can never make progress (e.g. VBAR_EL1 not set up yet).
+            Ok(inj) if inj.pc == regs.pc => {
+                warn!(
+                    "{}: abort at pc {:#x}, which is its own exception vector (VBAR_EL1 {:#x}): the guest cannot recover; stopping the VM",
+                    self.name,
+                    regs.pc,
+                    st.vbar_el1
+                );
+                Action::Stop
+            }
             Ok(inj) => {
                 VmCounters::bump(&self.counters.aborts_injected);
                 self.apply(regs, inj, hw);
@@ -666,10 +773,13 @@ impl Vm {
     }
 }
 
-/// Wakes physical CPUs waiting for a vCPU to be turned on (SEV on the target).
-pub fn wake_cpus() {
-    #[cfg(target_os = "none")]
-    crate::arch::wake_cpus();
+/// Wakes physical CPU `cpu`, which may be waiting for its vCPU to be turned on.
+/// (On the target: a kick interrupt; in host tests, nothing.)
+pub fn wake_cpu(cpu: usize) {
+    #[cfg(all(target_os = "none", target_arch = "aarch64"))]
+    crate::hyp::wake_cpu(cpu);
+    #[cfg(not(all(target_os = "none", target_arch = "aarch64")))]
+    let _ = cpu;
 }
 
 #[cfg(test)]
@@ -684,7 +794,13 @@ mod tests {
     struct FakeMap(BTreeMap<u64, (u64, Prot)>);
 
     impl GuestMemoryMap for FakeMap {
-        fn map(&mut self, ipa: GuestPhysAddr, hpa: HostPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+        fn map(
+            &mut self,
+            ipa: GuestPhysAddr,
+            hpa: HostPhysAddr,
+            size: u64,
+            prot: Prot,
+        ) -> Result<(), PageTableError> {
             for o in (0..size).step_by(4096) {
                 if self.0.contains_key(&(ipa.raw() + o)) {
                     return Err(PageTableError::AlreadyMapped);
@@ -701,7 +817,12 @@ mod tests {
             }
             Ok(())
         }
-        fn protect(&mut self, ipa: GuestPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+        fn protect(
+            &mut self,
+            ipa: GuestPhysAddr,
+            size: u64,
+            prot: Prot,
+        ) -> Result<(), PageTableError> {
             for o in (0..size).step_by(4096) {
                 if let Some(e) = self.0.get_mut(&(ipa.raw() + o)) {
                     e.1 = prot;
@@ -768,7 +889,11 @@ mod tests {
 
     fn vm_with(cpus: usize, vgic: Option<SharedVgic>) -> Vm {
         let mut mmio = MmioRouter::default();
-        mmio.register(GuestRange::new(GuestPhysAddr::new(DEV), 0x1000), Box::new(Reg(0))).unwrap();
+        mmio.register(
+            GuestRange::new(GuestPhysAddr::new(DEV), 0x1000),
+            Box::new(Reg(0)),
+        )
+        .unwrap();
         let spec = VmSpec {
             id: 0,
             name: "t".into(),
@@ -776,7 +901,10 @@ mod tests {
             ram_hpa: HostPhysAddr::new(0x8000_0000),
             ncpus: cpus,
             first_cpu: 0,
-            boot: BootInfo { entry: RAM + 0x8_0000, x0: 0 },
+            boot: BootInfo {
+                entry: RAM + 0x8_0000,
+                x0: 0,
+            },
             vgic,
         };
         let v = Vm::new(spec, Box::new(FakeMap::default()), mmio).unwrap();
@@ -787,7 +915,11 @@ mod tests {
 
     fn hvc(regs: &mut GuestRegs, v: &Vm, args: [u64; 4]) -> Action {
         regs.x[..4].copy_from_slice(&args);
-        let trap = Trap { esr: (0x16 << 26) | (1 << 25), far: 0, hpfar: 0 };
+        let trap = Trap {
+            esr: (0x16 << 26) | (1 << 25),
+            far: 0,
+            hpfar: 0,
+        };
         v.handle_sync(0, regs, &trap, &mut FakeHw::default())
     }
 
@@ -800,22 +932,41 @@ mod tests {
 
     /// A data abort ESR: ISV, SAS, SSE, SRT, SF, WnR, DFSC.
     fn dabt(isv: bool, sas: u64, sse: bool, srt: u64, sf: bool, wnr: bool, dfsc: u64) -> u64 {
-        (0x24 << 26) | (1 << 25) | ((isv as u64) << 24) | (sas << 22) | ((sse as u64) << 21) | (srt << 16) | ((sf as u64) << 15) | ((wnr as u64) << 6) | dfsc
+        (0x24 << 26)
+            | (1 << 25)
+            | ((isv as u64) << 24)
+            | (sas << 22)
+            | ((sse as u64) << 21)
+            | (srt << 16)
+            | ((sf as u64) << 15)
+            | ((wnr as u64) << 6)
+            | dfsc
     }
 
     fn trap_at(esr: u64, ipa: u64) -> Trap {
-        Trap { esr, far: ipa, hpfar: (ipa >> 12) << 4 }
+        Trap {
+            esr,
+            far: ipa,
+            hpfar: (ipa >> 12) << 4,
+        }
     }
 
     #[test]
     fn psci_and_vendor_calls() {
         let v = vm(2);
         let mut r = el1_regs();
-        assert_eq!(hvc(&mut r, &v, [psci::HV_NOP as u64, 0, 0, 0]), Action::Resume);
+        assert_eq!(
+            hvc(&mut r, &v, [psci::HV_NOP as u64, 0, 0, 0]),
+            Action::Resume
+        );
         assert_eq!(r.x[0], 0);
         hvc(&mut r, &v, [psci::PSCI_VERSION as u64, 0, 0, 0]);
         assert_eq!(r.x[0], 0x1_0001);
-        hvc(&mut r, &v, [psci::PSCI_FEATURES as u64, psci::CPU_ON_64 as u64, 0, 0]);
+        hvc(
+            &mut r,
+            &v,
+            [psci::PSCI_FEATURES as u64, psci::CPU_ON_64 as u64, 0, 0],
+        );
         assert_eq!(r.x[0], 0);
         hvc(&mut r, &v, [0x8600_00ff, 0, 0, 0]);
         assert_eq!(r.x[0] as i64, psci::NOT_SUPPORTED);
@@ -837,9 +988,18 @@ mod tests {
         assert_eq!(r.x[0] as i64, psci::AFFINITY_ON);
         hvc(&mut r, &v, [psci::AFFINITY_INFO_64 as u64, 1, 1, 0]);
         assert_eq!(r.x[0] as i64, psci::INVALID_PARAMETERS);
-        assert_eq!(hvc(&mut r, &v, [psci::CPU_OFF as u64, 0, 0, 0]), Action::CpuOff);
-        assert_eq!(hvc(&mut r, &v, [psci::SYSTEM_OFF as u64, 0, 0, 0]), Action::VmOff);
-        assert_eq!(hvc(&mut r, &v, [psci::SYSTEM_RESET as u64, 0, 0, 0]), Action::VmReset);
+        assert_eq!(
+            hvc(&mut r, &v, [psci::CPU_OFF as u64, 0, 0, 0]),
+            Action::CpuOff
+        );
+        assert_eq!(
+            hvc(&mut r, &v, [psci::SYSTEM_OFF as u64, 0, 0, 0]),
+            Action::VmOff
+        );
+        assert_eq!(
+            hvc(&mut r, &v, [psci::SYSTEM_RESET as u64, 0, 0, 0]),
+            Action::VmReset
+        );
         assert_eq!(v.counters.hypercalls.load(Ordering::Relaxed), 15);
     }
 
@@ -849,8 +1009,15 @@ mod tests {
         let mut r = el1_regs();
         r.x[0] = psci::PSCI_VERSION as u64;
         let pc = r.pc;
-        let trap = Trap { esr: (0x17 << 26) | (1 << 25), far: 0, hpfar: 0 };
-        assert_eq!(v.handle_sync(0, &mut r, &trap, &mut FakeHw::default()), Action::Resume);
+        let trap = Trap {
+            esr: (0x17 << 26) | (1 << 25),
+            far: 0,
+            hpfar: 0,
+        };
+        assert_eq!(
+            v.handle_sync(0, &mut r, &trap, &mut FakeHw::default()),
+            Action::Resume
+        );
         assert_eq!(r.pc, pc + 4);
         assert_eq!(r.x[0], 0x1_0001);
     }
@@ -863,7 +1030,10 @@ mod tests {
         r.x[5] = 0xffff_ffff_ffff_ff80;
         let pc = r.pc;
         let t = trap_at(dabt(true, 3, false, 5, true, true, 0x07), DEV + 8);
-        assert_eq!(v.handle_sync(0, &mut r, &t, &mut FakeHw::default()), Action::Resume);
+        assert_eq!(
+            v.handle_sync(0, &mut r, &t, &mut FakeHw::default()),
+            Action::Resume
+        );
         assert_eq!(r.pc, pc + 4);
         // ldrsb x3, [dev]
         let t = trap_at(dabt(true, 0, true, 3, true, false, 0x07), DEV + 8);
@@ -887,7 +1057,10 @@ mod tests {
         let v = vm(1);
         // LDP to MMIO (ISV = 0), from EL1h: vector VBAR + 0x200, EC 0x25.
         let mut r = el1_regs();
-        let mut hw = FakeHw { vbar: 0x4000_0800, ..Default::default() };
+        let mut hw = FakeHw {
+            vbar: 0x4000_0800,
+            ..Default::default()
+        };
         let pc = r.pc;
         let t = trap_at(dabt(false, 0, false, 0, false, false, 0x07), DEV);
         assert_eq!(v.handle_sync(0, &mut r, &t, &mut hw), Action::Resume);
@@ -907,25 +1080,73 @@ mod tests {
     }
 
     #[test]
+    fn abort_loop_at_the_vector_stops_the_vm() {
+        let v = vm(1);
+        // VBAR_EL1 = 0 and the guest faults fetching the EL1h synchronous vector itself.
+        let mut r = el1_regs();
+        r.pc = 0x200;
+        let iabt = Trap {
+            esr: (0x20 << 26) | (1 << 25) | 0x07,
+            far: 0x200,
+            hpfar: (0x200 >> 12) << 4,
+        };
+        assert_eq!(
+            v.handle_sync(0, &mut r, &iabt, &mut FakeHw::default()),
+            Action::Stop
+        );
+        // Elsewhere it is an ordinary injected abort.
+        let mut r = el1_regs();
+        r.pc = 0x1000;
+        let iabt = Trap {
+            esr: (0x20 << 26) | (1 << 25) | 0x07,
+            far: 0x1000,
+            hpfar: (0x1000 >> 12) << 4,
+        };
+        assert_eq!(
+            v.handle_sync(0, &mut r, &iabt, &mut FakeHw::default()),
+            Action::Resume
+        );
+        assert_eq!(r.pc, 0x200);
+    }
+
+    #[test]
     fn protect_and_lazy_unmap() {
         let v = vm(1);
         let mut r = el1_regs();
         let page = RAM + 0x10_0000;
         hvc(&mut r, &v, [psci::HV_MEM_PROTECT as u64, page, 0x1000, 1]);
         assert_eq!(r.x[0], 0);
-        assert_eq!(v.mem.lock().query(GuestPhysAddr::new(page)).unwrap().prot, Prot::R);
+        assert_eq!(
+            v.mem.lock().query(GuestPhysAddr::new(page)).unwrap().prot,
+            Prot::R
+        );
         // A write permission fault on RAM is injected.
         let mut hw = FakeHw::default();
         let t = trap_at(dabt(true, 3, false, 1, true, true, 0x0f), page);
         v.handle_sync(0, &mut r, &t, &mut hw);
         assert_eq!(hw.esr >> 26, 0x25);
         // Bad arguments.
-        for args in [[page + 1, 0x1000, 3], [page, 0, 3], [page, 0x1000, 0], [page, 0x1000, 9], [0x1000, 0x1000, 3], [RAM, 4 << 20, 3]] {
-            hvc(&mut r, &v, [psci::HV_MEM_PROTECT as u64, args[0], args[1], args[2]]);
+        for args in [
+            [page + 1, 0x1000, 3],
+            [page, 0, 3],
+            [page, 0x1000, 0],
+            [page, 0x1000, 9],
+            [0x1000, 0x1000, 3],
+            [RAM, 4 << 20, 3],
+        ] {
+            hvc(
+                &mut r,
+                &v,
+                [psci::HV_MEM_PROTECT as u64, args[0], args[1], args[2]],
+            );
             assert_eq!(r.x[0] as i64, psci::INVALID_PARAMETERS, "{args:x?}");
         }
         // Lazy unmap, then the fault is resolved invisibly.
-        hvc(&mut r, &v, [psci::HV_MEM_UNMAP_LAZY as u64, page, 0x2000, 0]);
+        hvc(
+            &mut r,
+            &v,
+            [psci::HV_MEM_UNMAP_LAZY as u64, page, 0x2000, 0],
+        );
         assert_eq!(r.x[0], 0);
         assert!(v.mem.lock().query(GuestPhysAddr::new(page)).is_none());
         let mut r2 = el1_regs();
@@ -933,14 +1154,21 @@ mod tests {
         let t = trap_at(dabt(true, 3, false, 1, true, false, 0x07), page + 0x1008);
         assert_eq!(v.handle_sync(0, &mut r2, &t, &mut hw), Action::Resume);
         assert_eq!(r2.pc, pc, "the access is retried, not skipped");
-        let m = v.mem.lock().query(GuestPhysAddr::new(page + 0x1000)).unwrap();
+        let m = v
+            .mem
+            .lock()
+            .query(GuestPhysAddr::new(page + 0x1000))
+            .unwrap();
         assert_eq!(m.pa.raw(), 0x8000_0000 + 0x10_1000);
         assert_eq!(v.counters.s2_resolved.load(Ordering::Relaxed), 1);
         hvc(&mut r, &v, [psci::HV_COUNTER as u64, 3, 0, 0]);
         assert_eq!(r.x[0], 1);
         // Reset restores everything.
         v.reset().unwrap();
-        assert_eq!(v.mem.lock().query(GuestPhysAddr::new(page)).unwrap().prot, Prot::RWX);
+        assert_eq!(
+            v.mem.lock().query(GuestPhysAddr::new(page)).unwrap().prot,
+            Prot::RWX
+        );
         assert_eq!(v.reset_count.load(Ordering::Relaxed), 1);
         assert_eq!(v.vcpus[0].power(), Power::OnPending);
     }
@@ -951,21 +1179,45 @@ mod tests {
         let vg = Vgic::new(GicVersion::V3, 2, 32).unwrap().into_shared();
         let v = vm_with(2, Some(vg.clone()));
         let mut r = el1_regs();
-        let wfi = Trap { esr: (0x01 << 26) | (1 << 25), far: 0, hpfar: 0 };
-        let wfe = Trap { esr: (0x01 << 26) | (1 << 25) | 1, far: 0, hpfar: 0 };
+        let wfi = Trap {
+            esr: (0x01 << 26) | (1 << 25),
+            far: 0,
+            hpfar: 0,
+        };
+        let wfe = Trap {
+            esr: (0x01 << 26) | (1 << 25) | 1,
+            far: 0,
+            hpfar: 0,
+        };
         let pc = r.pc;
-        assert_eq!(v.handle_sync(0, &mut r, &wfi, &mut FakeHw::default()), Action::WaitForInterrupt);
+        assert_eq!(
+            v.handle_sync(0, &mut r, &wfi, &mut FakeHw::default()),
+            Action::WaitForInterrupt
+        );
         assert_eq!(r.pc, pc + 4);
-        assert_eq!(v.handle_sync(0, &mut r, &wfe, &mut FakeHw::default()), Action::Resume);
+        assert_eq!(
+            v.handle_sync(0, &mut r, &wfe, &mut FakeHw::default()),
+            Action::Resume
+        );
         // Without a vGIC there is nothing to wait for: WFI is a no-op.
         let plain = vm(1);
-        assert_eq!(plain.handle_sync(0, &mut r, &wfi, &mut FakeHw::default()), Action::Resume);
+        assert_eq!(
+            plain.handle_sync(0, &mut r, &wfi, &mut FakeHw::default()),
+            Action::Resume
+        );
         // msr icc_sgi1r_el1, x3: SGI 5 to Aff0 = 1 (vCPU 1).
         r.x[3] = (5 << 24) | (1 << 1);
         let iss = (3 << 20) | (5 << 17) | (12 << 10) | (3 << 5) | (11 << 1);
-        let t = Trap { esr: (0x18 << 26) | (1 << 25) | iss, far: 0, hpfar: 0 };
+        let t = Trap {
+            esr: (0x18 << 26) | (1 << 25) | iss,
+            far: 0,
+            hpfar: 0,
+        };
         let pc = r.pc;
-        assert_eq!(v.handle_sync(0, &mut r, &t, &mut FakeHw::default()), Action::Resume);
+        assert_eq!(
+            v.handle_sync(0, &mut r, &t, &mut FakeHw::default()),
+            Action::Resume
+        );
         assert_eq!(r.pc, pc + 4);
         assert_eq!(vg.lock().take_kicks(), 1 << 1);
     }
@@ -977,7 +1229,11 @@ mod tests {
         r.x[2] = 77;
         // mrs x2, pmcr_el0 (op0=3 op1=3 CRn=9 CRm=12 op2=0), read.
         let iss = (3 << 20) | (3 << 14) | (9 << 10) | (2 << 5) | (12 << 1) | 1;
-        let t = Trap { esr: (0x18 << 26) | (1 << 25) | iss, far: 0, hpfar: 0 };
+        let t = Trap {
+            esr: (0x18 << 26) | (1 << 25) | iss,
+            far: 0,
+            hpfar: 0,
+        };
         let pc = r.pc;
         v.handle_sync(0, &mut r, &t, &mut FakeHw::default());
         assert_eq!(r.x[2], 0);
@@ -985,8 +1241,15 @@ mod tests {
         // An unknown register traps into an undefined instruction.
         // op0=3 op1=0 CRn=1 CRm=0 op2=0 (SCTLR_EL1 is never trapped; stands for "unknown").
         let iss = (3 << 20) | (1 << 10) | (2 << 5) | 1;
-        let t = Trap { esr: (0x18 << 26) | (1 << 25) | iss, far: 0, hpfar: 0 };
-        let mut hw = FakeHw { vbar: 0x4000_0000, ..Default::default() };
+        let t = Trap {
+            esr: (0x18 << 26) | (1 << 25) | iss,
+            far: 0,
+            hpfar: 0,
+        };
+        let mut hw = FakeHw {
+            vbar: 0x4000_0000,
+            ..Default::default()
+        };
         v.handle_sync(0, &mut r, &t, &mut hw);
         assert_eq!(hw.esr >> 26, 0);
         assert_eq!(r.pc, 0x4000_0200);

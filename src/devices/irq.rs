@@ -34,7 +34,12 @@ pub struct IrqWired<D> {
 impl<D: LevelIrq> IrqWired<D> {
     /// Wires `dev`'s interrupt to SPI `intid` (32..) of `vgic`.
     pub fn new(dev: D, vgic: SharedVgic, intid: u32) -> Self {
-        Self { dev, vgic, intid, level: false }
+        Self {
+            dev,
+            vgic,
+            intid,
+            level: false,
+        }
     }
 
     /// Samples the device's level and forwards a change to the vGIC.
@@ -145,13 +150,21 @@ mod uart_tests {
         // The guest takes it, reads the data until RXFE, and EOIs: the LR comes back
         // invalid (with the EOI maintenance bit the fill set).
         assert_eq!(u.read(0x00, 4).unwrap() & 0xff, b'a' as u64);
-        assert_ne!(u.read(0x18, 4).unwrap() & (1 << 4), 0, "RXFE after draining");
+        assert_ne!(
+            u.read(0x18, 4).unwrap() & (1 << 4),
+            0,
+            "RXFE after draining"
+        );
         assert!(!u.dev.irq_level());
         let eoied = f.values()[0] & !(3 << 28);
         vg.lock().sync(0, &[eoied]);
         assert!(!vg.lock().pending_for(0));
         let f = vg.lock().fill(0, 4);
         assert_eq!(f.used(), 0, "not injected again");
-        assert!(f.values().iter().all(|&v| v == 0), "unused LRs are written empty: {:x?}", f.values());
+        assert!(
+            f.values().iter().all(|&v| v == 0),
+            "unused LRs are written empty: {:x?}",
+            f.values()
+        );
     }
 }

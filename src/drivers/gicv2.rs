@@ -235,10 +235,15 @@ impl GicV2 {
         // Both EOImode bits without the Security Extensions: which one applies depends
         // on the security of the access, not the group (QEMU follows the access).
         if self.gicd.TYPER.is_set(GICD_TYPER::SecurityExtn) {
-            self.gicc.CTLR.write(GICC_CTLR::Enable0::SET + GICC_CTLR::EOImode9::SET);
+            self.gicc
+                .CTLR
+                .write(GICC_CTLR::Enable0::SET + GICC_CTLR::EOImode9::SET);
         } else {
             self.gicc.CTLR.write(
-                GICC_CTLR::Enable0::SET + GICC_CTLR::Enable1::SET + GICC_CTLR::EOImode9::SET + GICC_CTLR::EOImode10::SET,
+                GICC_CTLR::Enable0::SET
+                    + GICC_CTLR::Enable1::SET
+                    + GICC_CTLR::EOImode9::SET
+                    + GICC_CTLR::EOImode10::SET,
             );
         }
         self.gich.HCR.write(GICH_HCR::En::SET);

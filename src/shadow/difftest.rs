@@ -189,6 +189,81 @@ pub fn generate(seed: u32, layout: &DiffLayout) -> DiffCase {
     }
 }
 
+/// Physical memory a table walk may touch on the test machine, beyond [`DiffLayout`].
+///
+/// The host can only predict a walk whose every read has a known outcome. RAM in
+/// `[layout.ram_base, layout.ram_base + layout.ram_len)` outside the image region reads as
+/// zero apart from the generated tables (the target zeroes it); `abort` is a range the
+/// machine leaves unassigned, where a walk read is a synchronous external abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiffMemory {
+    /// `(start, length)` of an unassigned physical range (length > 0x400, 1 KiB aligned).
+    pub abort: (u32, u32),
+}
+
+/// Generates the extended case `seed`: [`generate`]'s tables and probes, then
+///
+/// - TTBCR.N drawn from 0..=7 (the first-level entries are moved to the table that
+///   translates them under the new split),
+/// - PD0 or PD1 set, sometimes, for the half the image does not live in,
+/// - every first-level page-table descriptor whose second-level table would lie outside
+///   memory the host can model ([`DiffMemory`]) pointed either into the unassigned range
+///   (an external abort on the walk) or into the zeroed RAM (a table of fault entries).
+///
+/// Deterministic, and the image stays mapped exactly as in [`generate`].
+pub fn generate_ext(seed: u32, layout: &DiffLayout, memory: &DiffMemory) -> DiffCase {
+    let mut case = generate(seed, layout);
+    let mut rng = XorShift32::new(seed.wrapping_mul(0x9e37_79b9) ^ 0x5bd1_e995);
+    let l1_0 = layout.table_base;
+    let l1_1 = layout.table_base + 0x4000;
+    let old = case.regime;
+    let n = rng.below(8);
+    let mut regime = Regime { ttbcr: n, ..old };
+    let image_ttbr = regime.ttbr_for(layout.image_base);
+    match rng.below(4) {
+        0 if image_ttbr == 0 => regime.ttbcr |= super::walk::ttbcr::PD1,
+        0 => regime.ttbcr |= super::walk::ttbcr::PD0,
+        _ => {}
+    }
+    let in_image = |a: u32| a >= layout.image_base && a - layout.image_base < layout.image_len;
+    let modeled = |a: u32| {
+        let ram = a >= layout.ram_base && a - layout.ram_base < layout.ram_len && !in_image(a);
+        let abort = a >= memory.abort.0 && a - memory.abort.0 < memory.abort.1;
+        ram || abort
+    };
+    let ram_end = layout.ram_base.wrapping_add(layout.ram_len);
+    let mut writes = Vec::with_capacity(case.writes.len());
+    for &(a, mut v) in &case.writes {
+        let l1 = if (l1_0..l1_0 + 0x4000).contains(&a) {
+            Some(a - l1_0)
+        } else if (l1_1..l1_1 + 0x4000).contains(&a) {
+            Some(a - l1_1)
+        } else {
+            None
+        };
+        let Some(off) = l1 else {
+            writes.push((a, v));
+            continue;
+        };
+        let va = (off >> 2) << 20;
+        if v & 3 == 1 && !modeled(v & 0xffff_fc00) {
+            let base = if rng.below(2) == 0 {
+                memory.abort.0 + (rng.below(memory.abort.1) & !0x3ff)
+            } else {
+                // Zeroed RAM above the table area (the image lies below it).
+                let lo = layout.table_base + TABLE_AREA;
+                lo + (rng.below(ram_end.wrapping_sub(lo)) & !0x3ff)
+            };
+            v = (v & 0x3ff) | base;
+        }
+        let table = if regime.ttbr_for(va) == 1 { l1_1 } else { l1_0 };
+        writes.push((table + off, v));
+    }
+    case.regime = regime;
+    case.writes = writes;
+    case
+}
+
 /// The four operations in the order [`expected`] reports them.
 pub const OPS: [AtsOp; 4] = [AtsOp::Cpr, AtsOp::Cpw, AtsOp::Cur, AtsOp::Cuw];
 
@@ -219,6 +294,32 @@ pub fn parse_line(line: &str) -> Option<(u32, usize, u32)> {
     let op: usize = it.next()?.parse().ok()?;
     let par = u32::from_str_radix(it.next()?, 16).ok()?;
     (op < 4 && it.next().is_none()).then_some((va, op, par))
+}
+
+/// The line the target prints when an operation took a Data Abort instead of writing PAR
+/// (a synchronous external abort on the walk): `ABORT <va> <op 0..3> <dfsr> <dfar>` in hex.
+pub fn format_abort_line<W: Write>(
+    out: &mut W,
+    va: u32,
+    op: usize,
+    dfsr: u32,
+    dfar: u32,
+) -> core::fmt::Result {
+    writeln!(out, "ABORT {va:08x} {op} {dfsr:08x} {dfar:08x}")
+}
+
+/// Parses a [`format_abort_line`] line into `(va, op index, dfsr, dfar)`; `None` for any
+/// other line.
+pub fn parse_abort_line(line: &str) -> Option<(u32, usize, u32, u32)> {
+    let mut it = line.trim().split_ascii_whitespace();
+    if it.next()? != "ABORT" {
+        return None;
+    }
+    let va = u32::from_str_radix(it.next()?, 16).ok()?;
+    let op: usize = it.next()?.parse().ok()?;
+    let dfsr = u32::from_str_radix(it.next()?, 16).ok()?;
+    let dfar = u32::from_str_radix(it.next()?, 16).ok()?;
+    (op < 4 && it.next().is_none()).then_some((va, op, dfsr, dfar))
 }
 
 #[cfg(test)]
@@ -267,6 +368,45 @@ mod tests {
     }
 
     #[test]
+    fn extended_cases_keep_the_image_mapped_and_read_only_modeled_memory() {
+        let memory = DiffMemory {
+            abort: (0x8000_0000, 0x1000_0000),
+        };
+        let mut splits = [0u32; 8];
+        for seed in 1..300 {
+            let c = generate_ext(seed, &LAYOUT, &memory);
+            assert_eq!(c, generate_ext(seed, &LAYOUT, &memory));
+            splits[c.regime.n() as usize] += 1;
+            let mut mem = SparseMemory::new(&[(LAYOUT.ram_base as u64, LAYOUT.ram_len as u64)]);
+            for &(a, v) in &c.writes {
+                assert!(
+                    (LAYOUT.table_base..LAYOUT.table_base + TABLE_AREA).contains(&a),
+                    "{a:#x}"
+                );
+                mem.write_u32(a as u64, v).unwrap();
+                // First-level page-table descriptors (the L2 area holds large pages).
+                if a < LAYOUT.table_base + 0x8000 && v & 3 == 1 {
+                    let b = v & 0xffff_fc00;
+                    let in_ram = b >= LAYOUT.table_base && b < LAYOUT.ram_base + LAYOUT.ram_len;
+                    let in_abort = b >= memory.abort.0 && b - memory.abort.0 < memory.abort.1;
+                    assert!(in_ram || in_abort, "seed {seed}: L2 table at {b:#x}");
+                }
+            }
+            for kind in [AccessKind::Read, AccessKind::Write, AccessKind::Exec] {
+                let t = translate(
+                    &c.regime,
+                    &mem,
+                    VirtAddr::new(LAYOUT.image_base as u64),
+                    Access { pl: Pl::Pl1, kind },
+                )
+                .unwrap_or_else(|f| panic!("seed {seed}: image unmapped {f:?}"));
+                assert_eq!(t.pa, LAYOUT.image_base as u64);
+            }
+        }
+        assert!(splits.iter().all(|&k| k > 0), "{splits:?}");
+    }
+
+    #[test]
     fn lines_round_trip() {
         let mut s = String::new();
         format_line(&mut s, 0xc000_1234, 3, 0x4000_0f81).unwrap();
@@ -274,5 +414,13 @@ mod tests {
         assert_eq!(parse_line("PAR zz 1 0"), None);
         assert_eq!(parse_line("hello"), None);
         assert_eq!(parse_line("PAR 1 4 0"), None);
+        let mut a = String::new();
+        format_abort_line(&mut a, 0x34d6_2ef8, 1, 0xde, 0x34d6_2ef8).unwrap();
+        assert_eq!(
+            parse_abort_line(&a),
+            Some((0x34d6_2ef8, 1, 0xde, 0x34d6_2ef8))
+        );
+        assert_eq!(parse_abort_line(&s), None);
+        assert_eq!(parse_line(&a), None);
     }
 }

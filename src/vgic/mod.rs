@@ -230,6 +230,8 @@ pub struct Vgic {
     vcpus: Vec<VcpuState>,
     kicks: u64,
     hw_deact: Vec<u32>,
+    /// Bumped by every change a guest or device can make (see [`Vgic::generation`]).
+    generation: Arc<core::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for Vgic {
@@ -243,6 +245,20 @@ impl fmt::Debug for Vgic {
 }
 
 impl Vgic {
+    /// A counter that changes whenever interrupt state may have changed from outside
+    /// the list registers (distributor writes, device lines, SGIs, reset). The
+    /// hypervisor uses it to skip `fill` on entries where nothing is in flight and
+    /// nothing changed since the last `fill` found nothing to deliver.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(core::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The counter behind [`Vgic::generation`], readable without the vGIC's lock (a
+    /// change is published before the lock is released).
+    pub fn generation_handle(&self) -> Arc<core::sync::atomic::AtomicU64> {
+        self.generation.clone()
+    }
+
     /// A vGIC in its reset state. `nr_spis` is rounded up to a multiple of 32.
     pub fn new(version: GicVersion, nr_vcpus: usize, nr_spis: usize) -> Result<Self, VgicError> {
         let max = match version {
@@ -269,6 +285,7 @@ impl Vgic {
             vcpus,
             kicks: 0,
             hw_deact: Vec::new(),
+            generation: Arc::new(core::sync::atomic::AtomicU64::new(0)),
         };
         v.reset();
         v.kicks = 0;
@@ -330,6 +347,8 @@ impl Vgic {
     /// level-sensitive, distributor disabled). HW mappings are kept; LR bookkeeping is
     /// dropped (write zero LRs); every vCPU is kicked.
     pub fn reset(&mut self) {
+        self.generation
+            .fetch_add(1, core::sync::atomic::Ordering::Release);
         self.grp0_en = false;
         self.grp1_en = false;
         for irq in &mut self.spis {
@@ -429,6 +448,8 @@ impl Vgic {
     /// deactivates the physical interrupt. The interrupt then behaves as edge-triggered
     /// in the model (the physical line is the level).
     pub fn hw_map(&mut self, intid: u32, pintid: u32) -> Result<(), VgicError> {
+        self.generation
+            .fetch_add(1, core::sync::atomic::Ordering::Release);
         if !(16..self.nr_irqs()).contains(&intid) {
             return Err(VgicError::BadIntid(intid));
         }
@@ -441,6 +462,8 @@ impl Vgic {
 
     /// Removes a HW mapping made with [`Vgic::hw_map`].
     pub fn hw_unmap(&mut self, intid: u32) -> Result<(), VgicError> {
+        self.generation
+            .fetch_add(1, core::sync::atomic::Ordering::Release);
         if !(16..self.nr_irqs()).contains(&intid) {
             return Err(VgicError::BadIntid(intid));
         }
@@ -473,6 +496,8 @@ impl Vgic {
     /// arrival) and `false` does nothing. Kicks the target when it becomes deliverable
     /// (or stops being pending while in a list register).
     pub fn set_level(&mut self, intid: u32, vcpu: usize, level: bool) -> Result<(), VgicError> {
+        self.generation
+            .fetch_add(1, core::sync::atomic::Ordering::Release);
         self.check_line(intid, vcpu)?;
         let Some(irq) = self.irq_mut(vcpu, intid) else {
             return Err(VgicError::BadIntid(intid));
@@ -494,6 +519,8 @@ impl Vgic {
 
     /// An edge on `intid` (PPI banked on `vcpu`, or SPI): latches it pending.
     pub fn trigger_edge(&mut self, intid: u32, vcpu: usize) -> Result<(), VgicError> {
+        self.generation
+            .fetch_add(1, core::sync::atomic::Ordering::Release);
         self.check_line(intid, vcpu)?;
         if let Some(irq) = self.irq_mut(vcpu, intid) {
             irq.latch = true;
@@ -507,6 +534,8 @@ impl Vgic {
     /// ignored, there being one security state). Nonexistent targets are ignored;
     /// filter 3 (reserved) sends nothing. Returns the vCPUs made pending (also kicked).
     pub fn sgi_v2(&mut self, sender: usize, value: u32) -> u64 {
+        self.generation
+            .fetch_add(1, core::sync::atomic::Ordering::Release);
         if self.version != GicVersion::V2 || sender >= self.nr_vcpus {
             return 0;
         }
@@ -535,6 +564,8 @@ impl Vgic {
     /// IRM `[40]`, RS `[47:44]`, Aff3 `[55:48]`). IRM = 1 targets every vCPU but the sender.
     /// Nonexistent targets are ignored. Returns the vCPUs made pending (also kicked).
     pub fn sgi_v3(&mut self, sender: usize, value: u64) -> u64 {
+        self.generation
+            .fetch_add(1, core::sync::atomic::Ordering::Release);
         if self.version != GicVersion::V3 || sender >= self.nr_vcpus {
             return 0;
         }
@@ -1082,6 +1113,8 @@ impl Vgic {
 
     /// Distributor write by `vcpu`; anything invalid is ignored, with a log line.
     pub fn dist_write(&mut self, vcpu: usize, offset: u64, size: u8, value: u64) {
+        self.generation
+            .fetch_add(1, core::sync::atomic::Ordering::Release);
         match self.version {
             GicVersion::V2 => self.v2_write(vcpu, offset, size, value),
             GicVersion::V3 => self.v3_dist_write(offset, size, value),
@@ -1102,6 +1135,8 @@ impl Vgic {
 
     /// Redistributor write (v3); ignored for v2 or anything invalid.
     pub fn redist_write(&mut self, offset: u64, size: u8, value: u64) {
+        self.generation
+            .fetch_add(1, core::sync::atomic::Ordering::Release);
         match self.version {
             GicVersion::V2 => warn!("vgic: redistributor write on a GICv2 vGIC"),
             GicVersion::V3 => self.v3_redist_write(offset, size, value),

@@ -104,7 +104,10 @@ impl HostGic {
 
     /// This CPU's redistributor frame (GICv3), found by its affinity in GICR_TYPER.
     fn my_redist(&self) -> Option<usize> {
-        let HostGic::V3 { gicr, gicr_size, .. } = self else {
+        let HostGic::V3 {
+            gicr, gicr_size, ..
+        } = self
+        else {
             return None;
         };
         let m = super::mpidr();
@@ -174,7 +177,10 @@ impl HostGic {
                         mmio_w32(rd + v3::GICR_ISENABLER0, 1 << intid);
                     }
                 } else {
-                    mmio_w32(gicd + v3::GICD_ISENABLER + 4 * (intid / 32) as usize, 1 << (intid % 32));
+                    mmio_w32(
+                        gicd + v3::GICD_ISENABLER + 4 * (intid / 32) as usize,
+                        1 << (intid % 32),
+                    );
                 }
             }
         }

@@ -82,16 +82,22 @@ impl TlbMaintenance for HwTlb {
     fn tlbi_ipas2e1is(&mut self, vmid: u8, ipa: GuestPhysAddr, _level: u8) {
         with_vmid(vmid, || {
             // SAFETY: TLB invalidation has no memory-safety effect.
-            unsafe { core::arch::asm!("tlbi ipas2e1is, {0}", in(reg) ipa.raw() >> 12, options(nostack)) };
+            unsafe {
+                core::arch::asm!("tlbi ipas2e1is, {0}", in(reg) ipa.raw() >> 12, options(nostack))
+            };
         });
     }
     fn tlbi_vmalle1is(&mut self, vmid: u8) {
         // SAFETY: TLB invalidation has no memory-safety effect.
-        with_vmid(vmid, || unsafe { core::arch::asm!("tlbi vmalle1is", options(nostack)) });
+        with_vmid(vmid, || unsafe {
+            core::arch::asm!("tlbi vmalle1is", options(nostack))
+        });
     }
     fn tlbi_vmalls12e1is(&mut self, vmid: u8) {
         // SAFETY: TLB invalidation has no memory-safety effect.
-        with_vmid(vmid, || unsafe { core::arch::asm!("tlbi vmalls12e1is", options(nostack)) });
+        with_vmid(vmid, || unsafe {
+            core::arch::asm!("tlbi vmalls12e1is", options(nostack))
+        });
     }
     fn tlbi_vae2is(&mut self, va: VirtAddr) {
         // SAFETY: TLB invalidation has no memory-safety effect.

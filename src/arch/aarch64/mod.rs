@@ -91,14 +91,18 @@ pub fn psci_call(conduit: PsciConduit, func: u64, a1: u64, a2: u64, a3: u64) -> 
     // x18-x30 and SP, and every other register it may clobber is declared.
     unsafe {
         match conduit {
-            PsciConduit::Smc => core::arch::asm!("smc #0", inout("x0") func => r, inout("x1") a1 => _,
+            PsciConduit::Smc => {
+                core::arch::asm!("smc #0", inout("x0") func => r, inout("x1") a1 => _,
                 inout("x2") a2 => _, inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _,
                 out("x7") _, out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
-                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _, options(nostack)),
-            PsciConduit::Hvc => core::arch::asm!("hvc #0", inout("x0") func => r, inout("x1") a1 => _,
+                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _, options(nostack))
+            }
+            PsciConduit::Hvc => {
+                core::arch::asm!("hvc #0", inout("x0") func => r, inout("x1") a1 => _,
                 inout("x2") a2 => _, inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _,
                 out("x7") _, out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
-                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _, options(nostack)),
+                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _, options(nostack))
+            }
         }
     }
     r as i64
@@ -148,7 +152,10 @@ pub fn setup_guest_cpu(vtcr: u64, vttbr: u64, hcr: u64, vmpidr: u64) {
     // MDCR_EL2: trap debug (TDA, TDOSA, TDRA) and PMU (TPM, TPMCR) accesses; keep
     // HPMN as the hardware reports it so the field is architecturally valid.
     let hpmn = (read_sysreg!("pmcr_el0") >> 11) & 0x1f;
-    write_sysreg!("mdcr_el2", hpmn | (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11));
+    write_sysreg!(
+        "mdcr_el2",
+        hpmn | (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11)
+    );
     // CNTHCTL_EL2: EL1 may use the physical counter and timer; the virtual
     // timer has no offset.
     write_sysreg!("cnthctl_el2", 0b11);
@@ -228,7 +235,8 @@ pub fn power_off(conduit: PsciConduit) -> ! {
 
 /// The hypervisor heap.
 #[global_allocator]
-pub static HEAP: buddy_system_allocator::LockedHeap<32> = buddy_system_allocator::LockedHeap::empty();
+pub static HEAP: buddy_system_allocator::LockedHeap<32> =
+    buddy_system_allocator::LockedHeap::empty();
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
