@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! LAYOUT <image_base> <image_len> <table_base> <ram_base> <ram_len> <abort_base> <abort_len>
+//! ID <ID_PFR1>
 //! CASE <seed> <probes>
 //! REGS <ttbr0> <ttbr1> <ttbcr> <dacr> <sctlr> <contextidr> <prrr> <nmrr>   (read back, MMU on)
 //! PAR <va> <op> <par>                                        (difftest::format_line, per probe)
@@ -323,6 +324,8 @@ extern "C" fn difftest_main() -> ! {
         MEMORY.abort.0,
         MEMORY.abort.1
     );
+    // ID_PFR1.Security says whether TTBCR.PD0/PD1 exist (Security Extensions).
+    let _ = writeln!(out, "ID {:08x}", mrc!("c0", "0", "c1", "1"));
     // Everything a walk may read outside the table area reads as zero.
     let free = l.image_base + l.image_len;
     zero(free, l.ram_base + l.ram_len - free);
