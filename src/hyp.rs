@@ -13,9 +13,9 @@ use crate::devices::irq::IrqWired;
 use crate::dt::HostPlatform;
 use crate::loader::{self, GuestDevice, GuestDtSpec, GuestGic};
 use crate::mmio::MmioRouter;
-use crate::pgtable::{Geometry, PageTableError, Prot, Stage1PageTable, Stage2PageTable};
+use crate::pgtable::{Geometry, Prot, Stage1PageTable, Stage2PageTable};
 use crate::vgic::{GicVersion, GicdMmio, GicrMmio, Vgic};
-use crate::vm::{Action, BootInfo, GuestMemoryMap, Power, RunState, Vm, VmSpec};
+use crate::vm::{Action, BootInfo, Power, RunState, Vm, VmSpec};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -408,32 +408,6 @@ fn init_console(plat: &HostPlatform) {
     }
 }
 
-/// A VM's memory map backed by stage-2 tables.
-struct Stage2Map {
-    pt: Stage2PageTable<FrameMm, HwTlb>,
-}
-
-impl GuestMemoryMap for Stage2Map {
-    fn map(
-        &mut self,
-        ipa: GuestPhysAddr,
-        hpa: HostPhysAddr,
-        size: u64,
-        prot: Prot,
-    ) -> Result<(), PageTableError> {
-        self.pt.map(ipa, hpa, size, prot)
-    }
-    fn unmap(&mut self, ipa: GuestPhysAddr, size: u64) -> Result<(), PageTableError> {
-        self.pt.unmap(ipa, size)
-    }
-    fn protect(&mut self, ipa: GuestPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
-        self.pt.protect(ipa, size, prot)
-    }
-    fn query(&self, ipa: GuestPhysAddr) -> Option<crate::pgtable::Mapping> {
-        self.pt.query(ipa)
-    }
-}
-
 /// Console output of one VM: straight through for a single VM, line-buffered with a
 /// `[name] ` prefix when several VMs share the UART.
 struct VmConsole {
@@ -599,7 +573,7 @@ fn create_vm(
         boot,
         vgic,
     };
-    let vm = Vm::new(spec, Box::new(Stage2Map { pt }), mmio).map_err(|e| format!("{e:?}"))?;
+    let vm = Vm::new(spec, Box::new(pt), mmio).map_err(|e| format!("{e:?}"))?;
     let img = VmImages {
         kernel,
         kernel_at: plan.kernel,

@@ -77,6 +77,25 @@ pub trait GuestMemoryMap: Send {
     fn query(&self, ipa: GuestPhysAddr) -> Option<Mapping>;
 }
 
+impl<M, T> GuestMemoryMap for crate::pgtable::Stage2PageTable<M, T>
+where
+    M: crate::pgtable::PageTableMm + Send,
+    T: crate::pgtable::TlbMaintenance + Send,
+{
+    fn map(&mut self, ipa: GuestPhysAddr, hpa: HostPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+        crate::pgtable::Stage2PageTable::map(self, ipa, hpa, size, prot)
+    }
+    fn unmap(&mut self, ipa: GuestPhysAddr, size: u64) -> Result<(), PageTableError> {
+        crate::pgtable::Stage2PageTable::unmap(self, ipa, size)
+    }
+    fn protect(&mut self, ipa: GuestPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+        crate::pgtable::Stage2PageTable::protect(self, ipa, size, prot)
+    }
+    fn query(&self, ipa: GuestPhysAddr) -> Option<Mapping> {
+        crate::pgtable::Stage2PageTable::query(self, ipa)
+    }
+}
+
 /// The EL1 system registers that trap handling reads and writes. On the target they
 /// are the live registers of the CPU the vCPU is pinned to.
 pub trait VcpuHw {

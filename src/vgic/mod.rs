@@ -185,6 +185,7 @@ pub struct FillResult {
     nr: usize,
     used: usize,
     overflow: bool,
+    npie: bool,
 }
 
 impl FillResult {
@@ -201,9 +202,12 @@ impl FillResult {
     pub fn overflow(&self) -> bool {
         self.overflow
     }
-    /// The GICH_HCR / ICH_HCR_EL2 value to write: En, plus NPIE on overflow.
+    /// The GICH_HCR / ICH_HCR_EL2 value to write: En, plus NPIE on overflow when an
+    /// LR holds a pending (not active and pending) interrupt. (With only active ones,
+    /// NPIE would fire at once and forever: the guest could never run. Those LRs ask for an EOI maintenance
+    /// interrupt instead, so a deactivation makes room.)
     pub fn hcr(&self) -> u64 {
-        HCR_EN | if self.overflow { HCR_NPIE } else { 0 }
+        HCR_EN | if self.npie { HCR_NPIE } else { 0 }
     }
 }
 
@@ -661,6 +665,7 @@ impl Vgic {
             nr,
             used: 0,
             overflow: false,
+            npie: false,
         };
         if vcpu >= self.nr_vcpus {
             return out;
@@ -730,8 +735,24 @@ impl Vgic {
         if left_active > 0 {
             warn!("vgic: vCPU {vcpu}: {left_active} active interrupts do not fit in {nr} LRs");
         }
+        let mut chosen = [(Lr::INVALID, 0u8); MAX_LRS];
         for (slot, &(_, intid)) in best[..nbest].iter().enumerate() {
-            let (lr, source) = self.take_for_lr(vcpu, intid);
+            chosen[slot] = self.take_for_lr(vcpu, intid);
+        }
+        // NPIE counts LRs in the pending state only, not active and pending.
+        let any_pending = chosen[..nbest]
+            .iter()
+            .any(|(lr, _)| lr.state == LrState::Pending);
+        if left_pending && !any_pending {
+            // Only active interrupts fit: NPIE would fire before the guest runs. Exit
+            // when the guest deactivates one instead (HW = 1 LRs cannot ask for that).
+            for (lr, _) in &mut chosen[..nbest] {
+                lr.eoi_maint |= lr.hw.is_none();
+            }
+        }
+        for (slot, (&(_, intid), &(lr, source))) in
+            best[..nbest].iter().zip(&chosen[..nbest]).enumerate()
+        {
             let raw = lr.encode(self.version);
             out.lrs[slot] = raw;
             self.vcpus[vcpu].flight[slot] = Flight {
@@ -743,6 +764,7 @@ impl Vgic {
         self.vcpus[vcpu].nflight = nbest;
         out.used = nbest;
         out.overflow = left_pending;
+        out.npie = left_pending && any_pending;
         out
     }
 

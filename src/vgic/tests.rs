@@ -916,6 +916,65 @@ fn overflow_requests_npie_and_priority_order() {
     assert_eq!(g.fill(0, 100).values().len(), MAX_LRS);
 }
 
+/// A guest (IRQs masked, or just slow) with as many active interrupts as list
+/// registers and one more pending: the LRs hold only active (or active and pending)
+/// ones, so NPIE ("no LR in the pending state") would fire on every entry and the
+/// vCPU would never run again. Found by tests/guests/src/bin/gicgarbage.rs.
+#[test]
+fn overflow_with_only_active_lrs_asks_for_eoi_not_npie() {
+    for version in [GicVersion::V2, GicVersion::V3] {
+        let mut g = Vgic::new(version, 1, 64).unwrap();
+        wr(&mut g, 0, 0x000, 3);
+        if version == GicVersion::V2 {
+            wr(&mut g, 0, 0x300, 0x0f); // SGIs 0..3 active
+            wr(&mut g, 0, 0xf20, 0x01); // SGI 0 also pending from CPU 0
+            wr(&mut g, 0, 0xf28, 0x01); // SGI 8 pending from CPU 0
+        } else {
+            rw(&mut g, 0, SGI + 0x100, 0x10f);
+            rw(&mut g, 0, SGI + 0x300, 0x0f);
+            rw(&mut g, 0, SGI + 0x200, 0x101);
+        }
+        let f = g.fill(0, 4);
+        let lrs = decoded(&g, &f);
+        assert_eq!(f.used(), 4, "{version:?}");
+        assert!(f.overflow(), "{version:?}");
+        let states: Vec<LrState> = lrs.iter().map(|l| l.state).collect();
+        assert_eq!(
+            states,
+            [
+                LrState::PendingActive,
+                LrState::Active,
+                LrState::Active,
+                LrState::Active
+            ],
+            "{version:?}"
+        );
+        assert_eq!(f.hcr(), HCR_EN, "{version:?}: NPIE without a pending LR");
+        assert!(
+            lrs.iter().all(|l| l.eoi_maint),
+            "{version:?}: EOI maintenance"
+        );
+        // The guest deactivates SGI 1 (the EOI maintenance interrupt makes it exit):
+        // the pending SGI 8 gets the free LR and nothing is left over.
+        let back_states = [
+            LrState::PendingActive,
+            LrState::Invalid,
+            LrState::Active,
+            LrState::Active,
+        ];
+        g.sync(0, &back(&g, &f, &back_states));
+        let f = g.fill(0, 4);
+        let lrs = decoded(&g, &f);
+        assert!(
+            lrs.iter()
+                .any(|l| l.vintid == 8 && l.state == LrState::Pending),
+            "{version:?}"
+        );
+        assert!(!f.overflow(), "{version:?}");
+        assert_eq!(f.hcr(), HCR_EN, "{version:?}");
+    }
+}
+
 #[test]
 fn v2_sgi_multiple_sources() {
     let mut g = v2(3);
@@ -1275,6 +1334,13 @@ fn check_invariants(g: &mut Vgic) -> Result<(), TestCaseError> {
             }
         }
         prop_assert!(f.values()[f.used()..].iter().all(|&x| x == 0));
+        // NPIE only with a pending LR, else it fires before the guest runs, forever.
+        if f.hcr() & HCR_NPIE != 0 {
+            prop_assert!(
+                lrs.iter().any(|l| l.state == LrState::Pending),
+                "NPIE without a pending LR"
+            );
+        }
         fills.push(f);
     }
     for (v, f) in fills.iter().enumerate() {

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! LAYOUT <image_base> <image_len> <table_base> <ram_base> <ram_len> <abort_base> <abort_len>
-//! ID <ID_PFR1>
+//! ID <ID_PFR1> secure|non-secure
 //! CASE <seed> <probes>
 //! REGS <ttbr0> <ttbr1> <ttbcr> <dacr> <sctlr> <contextidr> <prrr> <nmrr>   (read back, MMU on)
 //! PAR <va> <op> <par>                                        (difftest::format_line, per probe)
@@ -80,6 +80,8 @@ _start:
     cpsid aif
     cps #0x17
     ldr sp, =__abt_stack_top
+    cps #0x1b
+    ldr sp, =__und_stack_top
     cps #0x13
     ldr sp, =__stack_top
     ldr r0, =__bss_start
@@ -108,7 +110,19 @@ difftest_vectors:
     b .
     b 14f
     b 15f
-10: mov r0, #1
+10: push {{r0, r1}}
+    ldr r0, =DIFFTEST_ARMED
+    ldr r1, [r0]
+    cmp r1, #0
+    beq 17f
+    ldr r0, =DIFFTEST_UNDEFS
+    ldr r1, [r0]
+    add r1, r1, #1
+    str r1, [r0]
+    pop {{r0, r1}}
+    movs pc, lr
+17: pop {{r0, r1}}
+    mov r0, #1
     b 20f
 11: mov r0, #2
     b 20f
@@ -155,6 +169,11 @@ static DIFFTEST_ARMED: AtomicU32 = AtomicU32::new(0);
 /// Data Aborts taken while armed.
 #[no_mangle]
 static DIFFTEST_ABORTS: AtomicU32 = AtomicU32::new(0);
+/// Undefined Instruction exceptions taken while armed (the instruction is skipped).
+#[no_mangle]
+static DIFFTEST_UNDEFS: AtomicU32 = AtomicU32::new(0);
+/// Power-off attempts so far (0: none; 1: PSCI over HVC; 2: semihosting SYS_EXIT).
+static POWER_OFF_STAGE: AtomicU32 = AtomicU32::new(0);
 /// DFSR of the last recorded Data Abort.
 #[no_mangle]
 static DIFFTEST_ABORT_DFSR: AtomicU32 = AtomicU32::new(0);
@@ -324,8 +343,19 @@ extern "C" fn difftest_main() -> ! {
         MEMORY.abort.0,
         MEMORY.abort.1
     );
-    // ID_PFR1.Security says whether TTBCR.PD0/PD1 exist (Security Extensions).
-    let _ = writeln!(out, "ID {:08x}", mrc!("c0", "0", "c1", "1"));
+    // ID_PFR1.Security says whether TTBCR.PD0/PD1 exist (Security Extensions); SCR is
+    // readable only in Secure state, where PAR.NS is defined.
+    let id_pfr1 = mrc!("c0", "0", "c1", "1");
+    let undefs = DIFFTEST_UNDEFS.load(Ordering::SeqCst);
+    DIFFTEST_ARMED.store(1, Ordering::SeqCst);
+    let scr = mrc!("c1", "0", "c1", "0");
+    DIFFTEST_ARMED.store(0, Ordering::SeqCst);
+    let secure = id_pfr1 & 0xf0 != 0 && DIFFTEST_UNDEFS.load(Ordering::SeqCst) == undefs && scr & 1 == 0;
+    let _ = writeln!(
+        out,
+        "ID {id_pfr1:08x} {}",
+        if secure { "secure" } else { "non-secure" }
+    );
     // Everything a walk may read outside the table area reads as zero.
     let free = l.image_base + l.image_len;
     zero(free, l.ram_base + l.ram_len - free);
@@ -395,18 +425,34 @@ extern "C" fn difftest_main() -> ! {
     power_off()
 }
 
-/// PSCI SYSTEM_OFF through HVC; never returns.
+/// Stops QEMU: PSCI SYSTEM_OFF through HVC (the DTB's conduit without `secure=on`); if
+/// that is undefined (`secure=on` has no PSCI), semihosting SYS_EXIT (QEMU needs
+/// `-semihosting`); else parks the CPU. Never returns.
 fn power_off() -> ! {
-    // SAFETY: a PSCI call; QEMU implements it itself (the DTB's conduit is "hvc") and stops
-    // the machine. Should it return, the loop below parks the CPU.
-    unsafe {
-        asm!(
-            ".arch_extension virt",
-            "hvc #0",
-            inout("r0") PSCI_SYSTEM_OFF => _,
-            options(nostack)
-        )
-    };
+    match POWER_OFF_STAGE.fetch_add(1, Ordering::SeqCst) {
+        // SAFETY: a PSCI call, which QEMU implements itself and which stops the machine.
+        // An Undefined Instruction exception instead comes back here through the vectors.
+        0 => unsafe {
+            asm!(
+                ".arch_extension virt",
+                "hvc #0",
+                inout("r0") PSCI_SYSTEM_OFF => _,
+                options(nostack)
+            )
+        },
+        // SAFETY: the A32 semihosting call SYS_EXIT (0x18) with ADP_Stopped_ApplicationExit,
+        // which QEMU run with -semihosting implements by exiting; otherwise it is an SVC
+        // that comes back here through the vectors.
+        1 => unsafe {
+            asm!(
+                "svc #0x123456",
+                inout("r0") 0x18u32 => _,
+                in("r1") 0x20026u32,
+                options(nostack)
+            )
+        },
+        _ => {}
+    }
     loop {
         // SAFETY: WFI only waits.
         unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
@@ -419,10 +465,12 @@ extern "C" fn difftest_exception(kind: u32, lr: u32) -> ! {
     let dfsr = mrc!("c5", "0", "c0", "0");
     let dfar = mrc!("c6", "0", "c0", "0");
     let ifsr = mrc!("c5", "0", "c0", "1");
-    let _ = writeln!(
-        Uart,
-        "EXCEPTION vector {kind} lr {lr:08x} dfsr {dfsr:08x} dfar {dfar:08x} ifsr {ifsr:08x}"
-    );
+    if POWER_OFF_STAGE.load(Ordering::SeqCst) == 0 {
+        let _ = writeln!(
+            Uart,
+            "EXCEPTION vector {kind} lr {lr:08x} dfsr {dfsr:08x} dfar {dfar:08x} ifsr {ifsr:08x}"
+        );
+    }
     power_off()
 }
 

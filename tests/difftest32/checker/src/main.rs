@@ -100,7 +100,7 @@ impl GuestMemory for Mem {
 /// report PA\[31:24\] only, NS=1 (Non-secure CPU), and a synchronous external abort on the
 /// walk is taken as a Data Abort (DFSR = the short-format FSC with the domain, DFAR = VA).
 /// Used only to certify that a difference from the engine is a documented departure.
-fn qemu_model(r: &Regime, mem: &Mem, va: u32, op: usize) -> Answer {
+fn qemu_model(r: &Regime, mem: &Mem, va: u32, op: usize, secure: bool) -> Answer {
     let is_user = op >= 2;
     let write = op & 1 == 1;
     let fail = |fs: u32, _domain: u32| Answer::Par(1 | ((fs & 0xf) << 1) | ((fs >> 4) & 1) << 5);
@@ -139,6 +139,7 @@ fn qemu_model(r: &Regime, mem: &Mem, va: u32, op: usize) -> Answer {
         return fail(if l2 { 0b01011 } else { 0b01001 }, domain);
     }
     let (pa, lg, ap): (u64, u32, u32);
+    let ns = if l2 { desc >> 3 & 1 } else { desc >> 19 & 1 };
     if !l2 {
         if desc & (1 << 18) != 0 {
             pa = (desc & 0xff00_0000) as u64
@@ -199,16 +200,18 @@ fn qemu_model(r: &Regime, mem: &Mem, va: u32, op: usize) -> Answer {
     } else {
         pa as u32 & 0xffff_f000
     };
-    Answer::Par(par | (1 << 9))
+    // PAR.NS = !attrs.secure: the descriptor's NS bit in Secure state, 1 in Non-secure.
+    Answer::Par(par | if !secure || ns != 0 { 1 << 9 } else { 0 })
 }
 
 /// Bits of a PAR the comparison looks at, given the engine's answer.
-fn par_mask(engine_par: u32, attrs_defined: bool) -> u32 {
+fn par_mask(engine_par: u32, attrs_defined: bool, secure: bool) -> u32 {
     if engine_par & 1 != 0 {
         0x7f | (1 << 11)
     } else {
         let attrs = if attrs_defined { 0x4fc } else { 0 };
-        0xffff_f000 | (1 << 11) | 2 | 1 | attrs
+        let ns = if secure { 1 << 9 } else { 0 };
+        0xffff_f000 | (1 << 11) | 2 | 1 | attrs | ns
     }
 }
 
@@ -235,17 +238,17 @@ impl Diff {
     }
 }
 
-fn compare(engine: Answer, attrs_defined: bool, qemu: Answer) -> Diff {
+fn compare(engine: Answer, attrs_defined: bool, secure: bool, qemu: Answer) -> Diff {
     let mut d = Diff::default();
     match (engine, qemu) {
         (Answer::Par(e), Answer::Par(q)) => {
-            let m = par_mask(e, attrs_defined);
+            let m = par_mask(e, attrs_defined, secure);
             let x = (e ^ q) & m;
             if e & 1 != 0 || q & 1 != 0 {
                 d.outcome = x != 0 || (e ^ q) & 1 != 0;
             } else {
                 let ss = e & 2 != 0;
-                d.outcome = x & ((1 << 11) | 3) != 0;
+                d.outcome = x & ((1 << 11) | (1 << 9) | 3) != 0;
                 d.pa = x & if ss { 0xff00_0000 } else { 0xffff_f000 } != 0;
                 d.ext_pa = ss && x & 0x00ff_0000 != 0;
                 d.attrs = x & 0x4fc != 0;
@@ -304,9 +307,10 @@ fn explain(
     op: usize,
     engine: Answer,
     attrs_defined: bool,
+    secure: bool,
     qemu: Answer,
 ) -> Option<Vec<Departure>> {
-    let model = qemu_model(r, mem, va, op);
+    let model = qemu_model(r, mem, va, op, secure);
     let same_model = match (model, qemu) {
         (Answer::Par(m), Answer::Par(q)) => m == q,
         (Answer::Abort { dfsr: a, dfar: b }, Answer::Abort { dfsr: c, dfar: d }) => {
@@ -317,7 +321,7 @@ fn explain(
     if !same_model {
         return None;
     }
-    let d = compare(engine, attrs_defined, qemu);
+    let d = compare(engine, attrs_defined, secure, qemu);
     let mut out = Vec::new();
     if d.outcome || d.pa {
         let v = VirtAddr::new(va as u64);
@@ -351,7 +355,7 @@ fn explain(
                         OPS[op].access(),
                     )
                     .ok()?));
-                    let d2 = compare(Answer::Par(e2), attrs_defined, qemu);
+                    let d2 = compare(Answer::Par(e2), attrs_defined, secure, qemu);
                     if d2.outcome || d2.pa {
                         return None;
                     }
@@ -408,16 +412,18 @@ fn hex(s: &str) -> Option<u32> {
 struct Report {
     passed: u32,
     failed: u32,
+    /// Names the log the lines are about.
+    prefix: String,
 }
 
 impl Report {
     fn check(&mut self, ok: bool, what: &str) {
         if ok {
             self.passed += 1;
-            println!("ok - {what}");
+            println!("ok - {}{what}", self.prefix);
         } else {
             self.failed += 1;
-            println!("FAILED - {what}");
+            println!("FAILED - {}{what}", self.prefix);
         }
     }
 }
@@ -449,23 +455,38 @@ fn class_of(r: &Regime, mem: &Mem, va: u32, op: usize) -> String {
 }
 
 fn main() -> ExitCode {
-    let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: difftest32-checker LOG");
+    let paths: Vec<String> = std::env::args().skip(1).collect();
+    if paths.is_empty() || paths.iter().any(|p| p.starts_with('-')) {
+        eprintln!("usage: difftest32-checker LOG...");
         return ExitCode::from(2);
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("difftest32-checker: {path}: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    }
     let mut rep = Report {
         passed: 0,
         failed: 0,
+        prefix: String::new(),
     };
+    for path in &paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => check_log(path, &text, &mut rep),
+            Err(e) => {
+                rep.prefix.clear();
+                rep.check(false, &format!("{path}: {e}"));
+            }
+        }
+    }
+    println!("{} passed, {} failed", rep.passed, rep.failed);
+    if rep.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
 
+/// Checks one log, adding its results to `rep`.
+fn check_log(path: &str, text: &str, rep: &mut Report) {
+    rep.prefix = format!("[{}] ", path.rsplit('/').next().unwrap_or(path));
     // ---- parse
+    let mut id: Option<(u32, bool)> = None;
     let mut layout = None;
     let mut cases: Vec<LoggedCase> = Vec::new();
     let mut done = None;
@@ -516,6 +537,9 @@ fn main() -> ExitCode {
                 }
                 _ => stray.push(line.to_string()),
             },
+            Some("ID") if w.len() == 3 => {
+                id = hex(w[1]).map(|v| (v, w[2] == "secure"));
+            }
             Some("DONE") if w.len() == 3 => {
                 done = w[1].parse::<usize>().ok().zip(w[2].parse::<usize>().ok());
             }
@@ -523,17 +547,19 @@ fn main() -> ExitCode {
             _ => {}
         }
     }
-    let Some((layout, memory)) = layout else {
-        rep.check(false, &format!("{path}: no LAYOUT line (did the image run?)"));
-        println!("{} passed, {} failed", rep.passed, rep.failed);
-        return ExitCode::FAILURE;
+    let (Some((layout, memory)), Some((id_pfr1, secure))) = (layout, id) else {
+        rep.check(false, "no LAYOUT or ID line (did the image run?)");
+        return;
     };
+    // TTBCR.PD0/PD1 exist only with the Security Extensions (ID_PFR1.Security != 0).
+    let has_pd = id_pfr1 & 0xf0 != 0;
     let total_probes: usize = cases.iter().map(|c| c.probes).sum();
     println!(
-        "# {path}: {} cases, {} probes, {} ATS operations",
+        "# {path}: {} cases, {} probes, {} ATS operations; ID_PFR1 {id_pfr1:08x} (Security Extensions: {has_pd}), {} state",
         cases.len(),
         total_probes,
-        total_probes * 4
+        total_probes * 4,
+        if secure { "Secure" } else { "Non-secure" }
     );
     for s in stray.iter().take(MAX_DETAILS) {
         println!("#   unexpected line: {s}");
@@ -561,9 +587,10 @@ fn main() -> ExitCode {
     let (mut reserved_ap, mut reserved_dacr, mut afe_cases, mut tre_cases, mut pd_cases) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut splits = [0u64; 8];
+    let mut pd_dropped = 0u64;
     for c in &cases {
         let case = generate_ext(c.seed, &layout, &memory);
-        let r = case.regime;
+        let mut r = case.regime;
         afe_cases += (r.sctlr & sctlr::AFE != 0) as u64;
         tre_cases += (r.sctlr & sctlr::TRE != 0) as u64;
         pd_cases += (r.ttbcr & (ttbcr::PD0 | ttbcr::PD1) != 0) as u64;
@@ -578,11 +605,21 @@ fn main() -> ExitCode {
             r.prrr,
             r.nmrr,
         ];
-        let regs_ok = c.regs.is_some_and(|g| {
-            let mut g = g;
+        let mut without_pd = want;
+        without_pd[2] &= !(ttbcr::PD0 | ttbcr::PD1);
+        let mut regs_ok = false;
+        if let Some(mut g) = c.regs {
             g[4] &= sctlr::M | sctlr::AFE | sctlr::TRE;
-            g == want
-        });
+            if g == want {
+                regs_ok = true;
+            } else if !has_pd && g == without_pd {
+                // Not implemented without the Security Extensions: the CPU's regime has
+                // PD0=PD1=0, and that is the regime the engine must be given.
+                regs_ok = true;
+                pd_dropped += 1;
+                r.ttbcr = g[2];
+            }
+        }
         if !regs_ok {
             regs_bad.push(format!("seed {}: read back {:x?}, programmed {want:x?}", c.seed, c.regs));
         }
@@ -636,7 +673,7 @@ fn main() -> ExitCode {
                     reserved_dacr += 1;
                 }
             }
-            let model = qemu_model(&r, &mem, va, op);
+            let model = qemu_model(&r, &mem, va, op, secure);
             if let Some(a) = mem.unmodeled.take() {
                 unmodeled.push(format!("seed {} va {va:08x}: walk read {a:#x}", c.seed));
                 continue;
@@ -653,12 +690,12 @@ fn main() -> ExitCode {
             let class = class_of(&r, &mem, va, op);
             let e = classes.entry(class.clone()).or_default();
             e.0 += 1;
-            let d = compare(engine, attrs_defined, qemu);
+            let d = compare(engine, attrs_defined, secure, qemu);
             if !d.any() {
                 e.1 += 1;
                 continue;
             }
-            match explain(&r, &mem, va, op, engine, attrs_defined, qemu) {
+            match explain(&r, &mem, va, op, engine, attrs_defined, secure, qemu) {
                 Some(kinds) if !kinds.is_empty() => {
                     e.2 += 1;
                     for k in kinds {
@@ -684,7 +721,7 @@ fn main() -> ExitCode {
     rep.check(
         regs_bad.is_empty(),
         &format!(
-            "registers read back as programmed in {} of {} cases (TTBCR.N 0..7: {splits:?}, with PD0/PD1: {pd_cases}, AFE: {afe_cases}, TRE: {tre_cases})",
+            "registers read back as programmed in {} of {} cases (TTBCR.N 0..7: {splits:?}, with PD0/PD1: {pd_cases}, of which {pd_dropped} read back without them as ID_PFR1 says, AFE: {afe_cases}, TRE: {tre_cases})",
             cases.len() - regs_bad.len(),
             cases.len()
         ),
@@ -717,8 +754,12 @@ fn main() -> ExitCode {
         Departure::DomainBeforeL2Walk,
     ] {
         let n = departures.get(&d).copied().unwrap_or(0);
-        println!("ok - known departure: {}: {n} results", d.describe());
-        rep.passed += 1;
+        // A documented departure that no longer shows up means QEMU (or the generator)
+        // changed and docs/SHADOW-DIFFTEST.md is stale.
+        rep.check(
+            n > 0,
+            &format!("known departure: {}: {n} results", d.describe()),
+        );
     }
     for s in &model_details {
         println!("#   {s}");
@@ -730,11 +771,5 @@ fn main() -> ExitCode {
     println!("# exercised: AP=0b100 (reserved) in a client domain without AFE: {reserved_ap} results; DACR field 0b10 (reserved): {reserved_dacr} results");
     for s in &details {
         println!("#   {s}");
-    }
-    println!("{} passed, {} failed", rep.passed, rep.failed);
-    if rep.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
