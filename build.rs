@@ -8,6 +8,8 @@ fn main() {
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if target_os == "none" {
         let board = env::var("HV_BOARD").unwrap_or_else(|_| "qemu-virt".into());
+        // The board the image is linked for, for messages before the device tree is read.
+        println!("cargo:rustc-env=HV_BOARD={board}");
         let dir = env::var("CARGO_MANIFEST_DIR").unwrap();
         let path = format!("{dir}/boards/{board}");
         if !std::path::Path::new(&format!("{path}/memory.ld")).exists() {

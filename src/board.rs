@@ -303,7 +303,13 @@ impl BoardDesc {
     }
 }
 
-/// The board whose compatible strings match the platform's root compatible, if any.
+/// The board called `name`: the image's own board (it was linked for one), used for
+/// messages printed before any device tree is read.
+pub fn by_name(name: &str) -> Option<&'static BoardDesc> {
+    BOARDS.iter().copied().find(|b| b.name == name)
+}
+
+/// The board whose root `compatible` matches the device tree, if any.
 pub fn find_board(p: &HostPlatform<'_>) -> Option<&'static BoardDesc> {
     BOARDS.iter().copied().find(|b| b.matches(p))
 }
@@ -315,6 +321,15 @@ mod tests {
 
     const GICV2: &[u8] = include_bytes!("../tests/data/qemu-virt-gicv2.dtb");
     const GICV3: &[u8] = include_bytes!("../tests/data/qemu-virt-gicv3.dtb");
+
+    #[test]
+    fn boards_by_name() {
+        assert_eq!(
+            by_name("qemu-virt").map(|b| b.uart_base.raw()),
+            Some(0x0900_0000)
+        );
+        assert!(by_name("no-such-board").is_none());
+    }
 
     #[test]
     fn qemu_virt_dtbs_match() {

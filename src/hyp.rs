@@ -102,6 +102,19 @@ fn fatal(conduit: PsciConduit, msg: core::fmt::Arguments) -> ! {
     arch::power_off(conduit)
 }
 
+/// Reports a fatal error found before the device tree could name a console: on the
+/// console UART of the board this image was linked for (`HV_BOARD`), then powers off.
+fn early_fatal(msg: core::fmt::Arguments) -> ! {
+    if let Some(b) = crate::board::by_name(env!("HV_BOARD")) {
+        // SAFETY: the image was linked for this board, whose description names its
+        // console PL011; QEMU and the firmware leave it enabled. Nothing else runs yet.
+        let mut u = unsafe { crate::drivers::pl011::Pl011::new(b.uart_base.raw() as usize) };
+        let _ =
+            core::fmt::Write::write_fmt(&mut u, format_args!("[hv] FATAL {msg}\n[hv] stopping\n"));
+    }
+    arch::power_off(PsciConduit::Smc)
+}
+
 /// Finds the DTB: x0 from the bootloader, else the start of RAM where QEMU puts it
 /// for ELF images (1 MiB below the image, which links at RAM + 1 MiB).
 fn find_dtb(x0: u64) -> Option<(u64, usize)> {
@@ -135,8 +148,10 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
         arch::HEAP.lock().init(start, 256 * 1024);
     }
     let Some((dtb_addr, dtb_size)) = find_dtb(x0) else {
-        // Without a DTB there is no console; QEMU's PSCI is reachable through SMC.
-        arch::power_off(PsciConduit::Smc);
+        early_fatal(format_args!(
+            "no device tree: x0 was {x0:#x} and none was found at the start of RAM; the hypervisor \
+             needs one (QEMU provides it; on hardware the firmware passes it in x0)"
+        ));
     };
     // SAFETY: fdt_total_size validated the header; the blob is in RAM that nothing
     // else writes, and it is reserved from the frame allocator below.
@@ -144,7 +159,9 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
         unsafe { core::slice::from_raw_parts(dtb_addr as *const u8, dtb_size) };
     let plat = match HostPlatform::parse(dtb) {
         Ok(p) => p,
-        Err(_) => arch::power_off(PsciConduit::Smc),
+        Err(e) => early_fatal(format_args!(
+            "the device tree at {dtb_addr:#x} is malformed: {e}"
+        )),
     };
     let conduit = match (el, conduit_of(&plat)) {
         // At EL2 an HVC would trap to ourselves: the firmware must be reached by SMC.
@@ -1023,13 +1040,15 @@ fn cpu_loop(cpu: usize) -> ! {
                 }
                 vm.power_off();
                 kick_vm(vm, vcpu);
-                info!("{}: powered off; counters: {}", vm.name, vm.counters);
+                let mut per_device = String::new();
                 for (name, _range, st) in vm.mmio.lock().iter_stats() {
-                    info!(
-                        "{}: mmio {name}: reads={} writes={} errors={}",
-                        vm.name, st.reads, st.writes, st.errors
-                    );
+                    use core::fmt::Write;
+                    let _ = write!(per_device, " {name}={}", st.reads + st.writes);
                 }
+                info!(
+                    "{}: powered off; counters: {} mmio_by_device:{per_device}",
+                    vm.name, vm.counters
+                );
                 if VMS_RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
                     info!("all VMs are off: powering off");
                     arch::power_off(sys.conduit);

@@ -82,7 +82,13 @@ where
     M: crate::pgtable::PageTableMm + Send,
     T: crate::pgtable::TlbMaintenance + Send,
 {
-    fn map(&mut self, ipa: GuestPhysAddr, hpa: HostPhysAddr, size: u64, prot: Prot) -> Result<(), PageTableError> {
+    fn map(
+        &mut self,
+        ipa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        size: u64,
+        prot: Prot,
+    ) -> Result<(), PageTableError> {
         crate::pgtable::Stage2PageTable::map(self, ipa, hpa, size, prot)
     }
     fn unmap(&mut self, ipa: GuestPhysAddr, size: u64) -> Result<(), PageTableError> {

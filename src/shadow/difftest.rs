@@ -205,7 +205,8 @@ pub struct DiffMemory {
 ///
 /// - TTBCR.N drawn from 0..=7 (the first-level entries are moved to the table that
 ///   translates them under the new split),
-/// - PD0 or PD1 set, sometimes, for the half the image does not live in,
+/// - PD0 or PD1 set, sometimes, for the half the image does not live in, and sometimes
+///   that half's first-level table in the unassigned range (level-1 external aborts),
 /// - every first-level page-table descriptor whose second-level table would lie outside
 ///   memory the host can model ([`DiffMemory`]) pointed either into the unassigned range
 ///   (an external abort on the walk) or into the zeroed RAM (a table of fault entries).
@@ -224,6 +225,16 @@ pub fn generate_ext(seed: u32, layout: &DiffLayout, memory: &DiffMemory) -> Diff
         0 if image_ttbr == 0 => regime.ttbcr |= super::walk::ttbcr::PD1,
         0 => regime.ttbcr |= super::walk::ttbcr::PD0,
         _ => {}
+    }
+    // Sometimes the other half's first-level table lies in the unassigned range: every
+    // walk through it is a level-1 external abort.
+    if n > 0 && rng.below(8) == 0 {
+        let t = memory.abort.0 + (rng.below(memory.abort.1) & !0x3fff);
+        if image_ttbr == 0 {
+            regime.ttbr1 = t;
+        } else {
+            regime.ttbr0 = t;
+        }
     }
     let in_image = |a: u32| a >= layout.image_base && a - layout.image_base < layout.image_len;
     let modeled = |a: u32| {

@@ -5,4 +5,5 @@ fn main() {
     println!("cargo:rustc-link-arg=-T{dir}/link.ld");
     println!("cargo:rerun-if-changed=link.ld");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=DIFFTEST32_CASES");
 }

@@ -42,8 +42,25 @@ mod shadow;
 
 use shadow::difftest::{format_abort_line, format_line, generate_ext, DiffLayout, DiffMemory, TABLE_AREA};
 
-/// Number of seeded cases (seeds 1..=CASES).
-const CASES: u32 = 1500;
+/// Number of seeded cases (seeds 1..=CASES): `DIFFTEST32_CASES` at build time, else 1500.
+const CASES: u32 = match option_env!("DIFFTEST32_CASES") {
+    Some(s) => parse_u32(s),
+    None => 1500,
+};
+
+/// Parses a decimal number at compile time (a bad value fails the build).
+const fn parse_u32(s: &str) -> u32 {
+    let b = s.as_bytes();
+    assert!(!b.is_empty(), "DIFFTEST32_CASES is empty");
+    let mut v = 0u32;
+    let mut i = 0;
+    while i < b.len() {
+        assert!(b[i].is_ascii_digit(), "DIFFTEST32_CASES is not a number");
+        v = v * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    v
+}
 
 /// Where the image, the tables and the random mappings live (QEMU virt, 256 MiB at 1 GiB).
 const LAYOUT: DiffLayout = DiffLayout {
