@@ -5,14 +5,36 @@ HV_TARGET=aarch64-unknown-none-softfloat
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
-# Builds the hypervisor for a board; prints the ELF path.
+# Builds the hypervisor for a board; prints the ELF path. qemu-virt builds into
+# target/, any other board into target/board-<board>/, so the builds coexist.
 build_hv() {
-  local board=${1:-qemu-virt}
-  if ! (cd "$ROOT" && HV_BOARD=$board cargo build -q --release --target $HV_TARGET) >&2; then
+  local board=${1:-qemu-virt} dir=$ROOT/target
+  [ "$board" = qemu-virt ] || dir=$ROOT/target/board-$board
+  if ! (cd "$ROOT" && HV_BOARD=$board CARGO_TARGET_DIR=$dir cargo build -q --release --target $HV_TARGET) >&2; then
     echo "$(basename "$0"): building the hypervisor failed" >&2
     return 1
   fi
-  echo "$ROOT/target/$HV_TARGET/release/hv"
+  echo "$dir/$HV_TARGET/release/hv"
+}
+
+# Builds the hypervisor for a board as a flat binary with its arm64 Image header
+# (what the Raspberry Pi firmware boots as kernel8.img); prints its path.
+build_hv_image() {
+  local elf img objcopy
+  elf=$(build_hv "$@") || return 1
+  img=$(dirname "$elf")/kernel8.img
+  objcopy=$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-objcopy
+  [ -x "$objcopy" ] || { echo "$(basename "$0"): no llvm-objcopy (rustup component add llvm-tools)" >&2; return 1; }
+  "$objcopy" -O binary "$elf" "$img" || return 1
+  echo "$img"
+}
+
+# Makes sure command $1 exists, installing Debian package $2 with apt-get if not.
+need_tool() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "$(basename "$0"): installing $2 (for $1)" >&2
+  local s=; [ "$(id -u)" = 0 ] || s=sudo
+  $s apt-get install -y -q "$2" >&2 || { echo "$(basename "$0"): could not install $2" >&2; return 1; }
 }
 
 # Size string (128M, 1G, 4096) to bytes.

@@ -11,9 +11,11 @@ use crate::dt::{Blank, Bounded, HostPlatform};
 
 #[path = "../boards/qemu-virt/board.rs"]
 mod qemu_virt;
+#[path = "../boards/rpi4/board.rs"]
+mod rpi4;
 
 /// Every board this build knows, most specific first.
-pub static BOARDS: &[&BoardDesc] = &[&qemu_virt::BOARD];
+pub static BOARDS: &[&BoardDesc] = &[&qemu_virt::BOARD, &rpi4::BOARD];
 
 /// How secondary CPUs are started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

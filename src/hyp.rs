@@ -111,6 +111,10 @@ fn early_fatal(msg: core::fmt::Arguments) -> ! {
         let mut u = unsafe { crate::drivers::pl011::Pl011::new(b.uart_base.raw() as usize) };
         let _ =
             core::fmt::Write::write_fmt(&mut u, format_args!("[hv] FATAL {msg}\n[hv] stopping\n"));
+        if b.secondary != crate::board::SecondaryMethod::Psci {
+            // A board without PSCI firmware: an SMC would be undefined.
+            arch::set_power_off(arch::PowerOff::Halt);
+        }
     }
     arch::power_off(PsciConduit::Smc)
 }
@@ -135,6 +139,27 @@ fn find_dtb(x0: u64) -> Option<(u64, usize)> {
     None
 }
 
+/// Room for a packed copy of the host DTB (the Raspberry Pi 4's is about 50 KiB).
+const DTB_COPY_SIZE: usize = 256 * 1024;
+/// The host DTB without FDT_NOP tokens, written once by [`without_nops`].
+static mut DTB_COPY: [u8; DTB_COPY_SIZE] = [0; DTB_COPY_SIZE];
+
+/// The DTB packed without the FDT_NOP tokens that firmware editing it in place leaves
+/// (QEMU's raspi4b disables nodes that way, as does the Raspberry Pi firmware). Falls
+/// back to the original if it does not fit the copy buffer or cannot be packed.
+fn without_nops(dtb: &'static [u8]) -> &'static [u8] {
+    // SAFETY: called once, on the primary CPU before any other CPU runs; nothing else
+    // refers to DTB_COPY, which lives in the image (reserved from the frame allocator).
+    let buf: &'static mut [u8; DTB_COPY_SIZE] = unsafe { &mut *core::ptr::addr_of_mut!(DTB_COPY) };
+    if dtb.len() > buf.len() {
+        return dtb;
+    }
+    match crate::dt::strip_nops(dtb, buf) {
+        Ok(n) => &buf[..n],
+        Err(_) => dtb,
+    }
+}
+
 fn bootarg<'a>(args: &'a str, key: &str) -> Option<&'a str> {
     args.split_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
@@ -157,6 +182,7 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     // else writes, and it is reserved from the frame allocator below.
     let dtb: &'static [u8] =
         unsafe { core::slice::from_raw_parts(dtb_addr as *const u8, dtb_size) };
+    let dtb = without_nops(dtb);
     let plat = match HostPlatform::parse(dtb) {
         Ok(p) => p,
         Err(e) => early_fatal(format_args!(
@@ -174,6 +200,8 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
         .and_then(crate::logger::parse_level)
         .unwrap_or(log::LevelFilter::Info);
     log::set_max_level(level);
+    let power_off_how = power_off_method(&plat, bootargs);
+    arch::set_power_off(power_off_how);
     info!(
         "hv {} starting on {} ({} CPUs), entered at EL{el}",
         env!("CARGO_PKG_VERSION"),
@@ -182,6 +210,17 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     );
     if el == 3 {
         info!("entered at EL3: dropped to EL2 (non-secure); PSCI needs firmware at EL3");
+    }
+    match power_off_how {
+        arch::PowerOff::Psci => {}
+        arch::PowerOff::Semihosting => {
+            info!("no PSCI firmware: power-off is a semihosting SYS_EXIT (hv.poweroff=semihosting)")
+        }
+        arch::PowerOff::Halt => {
+            info!(
+                "no PSCI firmware: power-off halts after the line 'all VMs are off: powering off'"
+            )
+        }
     }
     if el != 2 && el != 3 {
         fatal(
@@ -222,6 +261,12 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
         let _ = f.reserve(HostRange::new(HostPhysAddr::new(dtb_addr), dtb_size as u64));
         for r in &plat.reserved {
             let _ = f.reserve(*r);
+        }
+        // Spin-table mailboxes (and the parking code beside them) stay untouched.
+        for c in plat.cpus.iter() {
+            if let Some(a) = c.release_addr {
+                let _ = f.reserve(HostRange::new(HostPhysAddr::new(a.raw() & !0xfff), 0x1000));
+            }
         }
     }
     let bundle = match bundle_addr {
@@ -335,7 +380,43 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     // Secondary physical CPUs that have vCPUs.
     for (cpu, a) in sys.assignment.iter().enumerate().skip(1) {
         if a.is_some() {
-            let mpidr = plat.cpus[cpu].mpidr;
+            start_secondary(&plat, conduit, cpu);
+        }
+    }
+    cpu_loop(0)
+}
+
+/// How this machine powers off: PSCI SYSTEM_OFF when the device tree has PSCI;
+/// otherwise a semihosting exit if the command line asks for it
+/// (`hv.poweroff=semihosting`, which scripts/run passes with QEMU's `-semihosting`),
+/// else a halt.
+fn power_off_method(plat: &HostPlatform, bootargs: &str) -> arch::PowerOff {
+    if plat.psci.is_some() {
+        arch::PowerOff::Psci
+    } else if bootarg(bootargs, "hv.poweroff") == Some("semihosting") {
+        arch::PowerOff::Semihosting
+    } else {
+        arch::PowerOff::Halt
+    }
+}
+
+/// Starts physical CPU `cpu` (its index in the device tree's cpus) by the method its
+/// node names: PSCI CPU_ON, or a write to its spin-table `cpu-release-addr`.
+fn start_secondary(plat: &HostPlatform, conduit: PsciConduit, cpu: usize) {
+    let c = &plat.cpus[cpu];
+    let mpidr = c.mpidr;
+    match (c.enable_method, c.release_addr) {
+        (Some("spin-table"), Some(addr)) => {
+            info!("starting CPU {cpu} (MPIDR {mpidr:#x}) through its spin table at {addr}");
+            // SAFETY: the address is this CPU's cpu-release-addr from the device tree,
+            // in identity-mapped RAM reserved from the frame allocator above; only the
+            // parked CPU reads it. `cpu` is below MAX_CPUS (the assignment is capped).
+            unsafe { arch::spin_table_release(addr.raw(), cpu) };
+        }
+        (Some("spin-table"), None) => {
+            error!("CPU {cpu} (MPIDR {mpidr:#x}): spin-table without cpu-release-addr");
+        }
+        (Some("psci"), _) | (None, _) if plat.psci.is_some() => {
             let r = arch::psci_call(
                 conduit,
                 crate::psci::CPU_ON_64 as u64,
@@ -347,8 +428,12 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
                 error!("starting CPU {cpu} (MPIDR {mpidr:#x}) failed: PSCI {r}");
             }
         }
+        (m, _) => error!(
+            "CPU {cpu} (MPIDR {mpidr:#x}): cannot start it: enable-method {:?} is not supported \
+             (spin-table, or psci with a psci node)",
+            m.unwrap_or("none")
+        ),
     }
-    cpu_loop(0)
 }
 
 /// Secondary CPU entry.

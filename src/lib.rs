@@ -32,6 +32,7 @@ pub mod mm;
 pub mod mmio;
 pub mod pgtable;
 pub mod psci;
+pub mod ratelimit;
 pub mod shadow;
 pub mod vgic;
 pub mod vm;

@@ -17,7 +17,7 @@ use crate::vgic::SharedVgic;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use log::{debug, warn};
+use log::debug;
 use spin::Mutex;
 
 /// A vCPU's general registers, PC and PSTATE, in the layout the world switch uses.
@@ -439,9 +439,11 @@ impl Vm {
                         return Action::Resume;
                     }
                 }
-                warn!(
+                crate::guest_warn!(
                     "{}: instruction fetch from {} (pc {:#x}) is not guest RAM: injecting abort",
-                    self.name, ipa, regs.pc
+                    self.name,
+                    ipa,
+                    regs.pc
                 );
                 self.inject_abort(regs, AbortKind::Instruction, trap.far, true, hw)
             }
@@ -451,9 +453,11 @@ impl Vm {
             }
             _ => {
                 self.counters.exit(ExitReason::Other);
-                warn!(
+                crate::guest_warn!(
                     "{}: unhandled trap ESR_EL2={:#x} at pc {:#x}: injecting undefined instruction",
-                    self.name, trap.esr, regs.pc
+                    self.name,
+                    trap.esr,
+                    regs.pc
                 );
                 self.inject_undef(regs, syn.il, hw)
             }
@@ -509,7 +513,10 @@ impl Vm {
                 Some((ipa, size)) => match self.mem.lock().unmap(ipa, size) {
                     Ok(()) => 0,
                     Err(e) => {
-                        warn!("{}: HV_MEM_UNMAP_LAZY {ipa} +{size:#x}: {e}", self.name);
+                        crate::guest_warn!(
+                            "{}: HV_MEM_UNMAP_LAZY {ipa} +{size:#x}: {e}",
+                            self.name
+                        );
                         psci::INVALID_PARAMETERS
                     }
                 },
@@ -565,7 +572,7 @@ impl Vm {
             if mem.query(page).is_none() {
                 let hpa = self.ram_hpa + (p - self.ram.start.raw());
                 if let Err(e) = mem.map(page, hpa, 4096, Prot::RWX) {
-                    warn!("{}: HV_MEM_PROTECT remap {page}: {e}", self.name);
+                    crate::guest_warn!("{}: HV_MEM_PROTECT remap {page}: {e}", self.name);
                     return psci::INVALID_PARAMETERS;
                 }
             }
@@ -574,7 +581,7 @@ impl Vm {
         match mem.protect(a, size, prot) {
             Ok(()) => 0,
             Err(e) => {
-                warn!("{}: HV_MEM_PROTECT {a} +{size:#x}: {e}", self.name);
+                crate::guest_warn!("{}: HV_MEM_PROTECT {a} +{size:#x}: {e}", self.name);
                 psci::INVALID_PARAMETERS
             }
         }
@@ -598,7 +605,7 @@ impl Vm {
                 true
             }
             Err(e) => {
-                warn!("{}: cannot map RAM page {page}: {e}", self.name);
+                crate::guest_warn!("{}: cannot map RAM page {page}: {e}", self.name);
                 false
             }
         }
@@ -620,9 +627,10 @@ impl Vm {
                     return Action::Resume;
                 }
             }
-            warn!(
+            crate::guest_warn!(
                 "{}: stage-1 table walk at {} is outside guest RAM: injecting abort",
-                self.name, ipa
+                self.name,
+                ipa
             );
             return self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw);
         }
@@ -632,7 +640,7 @@ impl Vm {
                 Ok(a) => a,
                 Err(_) => {
                     drop(mmio);
-                    warn!(
+                    crate::guest_warn!(
                         "{}: MMIO access at {} without a valid syndrome (e.g. LDP/STP), pc {:#x}: injecting abort",
                         self.name, ipa, regs.pc
                     );
@@ -650,7 +658,7 @@ impl Vm {
                 }
                 Err(e) => {
                     drop(mmio);
-                    warn!(
+                    crate::guest_warn!(
                         "{}: MMIO {} at {}: {e:?}: injecting abort",
                         self.name,
                         if access.write { "write" } else { "read" },
@@ -675,7 +683,7 @@ impl Vm {
                 regs.pc
             );
         } else {
-            warn!(
+            crate::guest_warn!(
                 "{}: {} of unmapped IPA {} (va {:#x}, pc {:#x}): injecting abort",
                 self.name,
                 if iss.wnr { "write" } else { "read" },
@@ -714,7 +722,7 @@ impl Vm {
             regs.pc = regs.pc.wrapping_add(syn.instr_len());
             return Action::Resume;
         }
-        warn!(
+        crate::guest_warn!(
             "{}: trapped {} of sysreg op0={} op1={} CRn={} CRm={} op2={} at pc {:#x}: injecting undefined instruction",
             self.name,
             if iss.read { "read" } else { "write" },
@@ -762,7 +770,7 @@ impl Vm {
             // The abort happened at the very vector it would be delivered to: the
             // guest can never make progress (e.g. VBAR_EL1 not set up yet).
             Ok(inj) if inj.pc == regs.pc => {
-                warn!(
+                crate::guest_warn!(
                     "{}: abort at pc {:#x}, which is its own exception vector (VBAR_EL1 {:#x}): the guest cannot recover; stopping the VM",
                     self.name,
                     regs.pc,
@@ -776,7 +784,7 @@ impl Vm {
                 Action::Resume
             }
             Err(e) => {
-                warn!("{}: {e}: stopping the VM", self.name);
+                crate::guest_warn!("{}: {e}: stopping the VM", self.name);
                 Action::Stop
             }
         }
@@ -791,7 +799,7 @@ impl Vm {
                 Action::Resume
             }
             Err(e) => {
-                warn!("{}: {e}: stopping the VM", self.name);
+                crate::guest_warn!("{}: {e}: stopping the VM", self.name);
                 Action::Stop
             }
         }

@@ -8,7 +8,6 @@
 
 use crate::mmio::{DeviceError, MmioDevice};
 use crate::vgic::SharedVgic;
-use log::warn;
 
 /// A device with a level-sensitive interrupt output.
 pub trait LevelIrq {
@@ -48,7 +47,7 @@ impl<D: LevelIrq> IrqWired<D> {
         if l != self.level {
             self.level = l;
             if let Err(e) = self.vgic.lock().set_level(self.intid, 0, l) {
-                warn!("interrupt line {}: {e:?}", self.intid);
+                crate::guest_warn!("interrupt line {}: {e:?}", self.intid);
             }
         }
     }

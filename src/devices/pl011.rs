@@ -9,7 +9,7 @@
 //! model, the receive interrupt asserts whenever the FIFO holds a byte.
 
 use alloc::boxed::Box;
-use log::{debug, warn};
+use log::debug;
 use tock_registers::LocalRegisterCopy;
 
 pub use super::ConsoleSink;
@@ -223,7 +223,7 @@ impl MmioDevice for Pl011 {
 
     fn read(&mut self, offset: u64, size: u8) -> Result<u64, DeviceError> {
         if !Self::check(offset, size) {
-            warn!("pl011: bad read at {offset:#x} size {size}: RAZ");
+            crate::guest_warn!("pl011: bad read at {offset:#x} size {size}: RAZ");
             return Ok(0);
         }
         let shift = (offset & 3) * 8;
@@ -237,7 +237,7 @@ impl MmioDevice for Pl011 {
                 Ok(((v >> shift) & m) as u64)
             }
             None => {
-                warn!("pl011: read of unknown offset {offset:#x}: RAZ");
+                crate::guest_warn!("pl011: read of unknown offset {offset:#x}: RAZ");
                 Ok(0)
             }
         }
@@ -245,7 +245,7 @@ impl MmioDevice for Pl011 {
 
     fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), DeviceError> {
         if !Self::check(offset, size) {
-            warn!("pl011: bad write at {offset:#x} size {size}: ignored");
+            crate::guest_warn!("pl011: bad write at {offset:#x} size {size}: ignored");
             return Ok(());
         }
         let shift = (offset & 3) * 8;
@@ -255,7 +255,7 @@ impl MmioDevice for Pl011 {
             (1u32 << (size as u32 * 8)) - 1
         };
         if !self.write_reg(offset & !3, (value as u32) << shift, m << shift) {
-            warn!("pl011: write to unknown offset {offset:#x} ignored");
+            crate::guest_warn!("pl011: write to unknown offset {offset:#x} ignored");
         }
         Ok(())
     }

@@ -1,7 +1,5 @@
 //! The hv test device (docs/GUEST-ABI.md, "Test device"), used by the on-target tests.
 
-use log::warn;
-
 use crate::mmio::{DeviceError, MmioDevice};
 
 /// Register offsets and constants of the test device (docs/GUEST-ABI.md).
@@ -94,7 +92,7 @@ impl MmioDevice for TestDev {
             (reg::PERSIST0, 8) => self.persist[0],
             (reg::PERSIST1, 8) => self.persist[1],
             _ => {
-                warn!("testdev: read of unlisted offset {offset:#x} size {size}: RAZ");
+                crate::guest_warn!("testdev: read of unlisted offset {offset:#x} size {size}: RAZ");
                 0
             }
         })
@@ -110,7 +108,7 @@ impl MmioDevice for TestDev {
             (reg::PERSIST0, 8) => self.persist[0] = value,
             (reg::PERSIST1, 8) => self.persist[1] = value,
             (reg::RESERVED, 1 | 2 | 4 | 8) => {}
-            _ => warn!("testdev: write of {value:#x} to unlisted/read-only offset {offset:#x} size {size}: ignored"),
+            _ => crate::guest_warn!("testdev: write of {value:#x} to unlisted/read-only offset {offset:#x} size {size}: ignored"),
         }
         Ok(())
     }

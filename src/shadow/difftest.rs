@@ -398,7 +398,7 @@ mod tests {
                 // First-level page-table descriptors (the L2 area holds large pages).
                 if a < LAYOUT.table_base + 0x8000 && v & 3 == 1 {
                     let b = v & 0xffff_fc00;
-                    let in_ram = b >= LAYOUT.table_base && b < LAYOUT.ram_base + LAYOUT.ram_len;
+                    let in_ram = (LAYOUT.table_base..LAYOUT.ram_base + LAYOUT.ram_len).contains(&b);
                     let in_abort = b >= memory.abort.0 && b - memory.abort.0 < memory.abort.1;
                     assert!(in_ram || in_abort, "seed {seed}: L2 table at {b:#x}");
                 }

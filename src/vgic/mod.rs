@@ -73,8 +73,6 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-use log::warn;
-
 mod device;
 mod dist;
 pub mod lr;
@@ -550,7 +548,9 @@ impl Vgic {
             1 => all & !(1 << sender),
             2 => 1 << sender,
             _ => {
-                warn!("vgic: GICD_SGIR {value:#x} with reserved TargetListFilter ignored");
+                crate::guest_warn!(
+                    "vgic: GICD_SGIR {value:#x} with reserved TargetListFilter ignored"
+                );
                 0
             }
         };
@@ -733,7 +733,9 @@ impl Vgic {
             nbest += 1;
         }
         if left_active > 0 {
-            warn!("vgic: vCPU {vcpu}: {left_active} active interrupts do not fit in {nr} LRs");
+            crate::guest_warn!(
+                "vgic: vCPU {vcpu}: {left_active} active interrupts do not fit in {nr} LRs"
+            );
         }
         let mut chosen = [(Lr::INVALID, 0u8); MAX_LRS];
         for (slot, &(_, intid)) in best[..nbest].iter().enumerate() {
@@ -1148,7 +1150,7 @@ impl Vgic {
     pub fn redist_read(&self, offset: u64, size: u8) -> u64 {
         match self.version {
             GicVersion::V2 => {
-                warn!("vgic: redistributor read on a GICv2 vGIC");
+                crate::guest_warn!("vgic: redistributor read on a GICv2 vGIC");
                 0
             }
             GicVersion::V3 => self.v3_redist_read(offset, size),
@@ -1160,7 +1162,7 @@ impl Vgic {
         self.generation
             .fetch_add(1, core::sync::atomic::Ordering::Release);
         match self.version {
-            GicVersion::V2 => warn!("vgic: redistributor write on a GICv2 vGIC"),
+            GicVersion::V2 => crate::guest_warn!("vgic: redistributor write on a GICv2 vGIC"),
             GicVersion::V3 => self.v3_redist_write(offset, size, value),
         }
     }

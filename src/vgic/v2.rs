@@ -4,7 +4,7 @@
 //! GICD_CPENDSGIR and GICD_SPENDSGIR (§4.1.4, GIC register access). Other sizes and misaligned words are
 //! RAZ/WI with a log line; reserved offsets are RAZ/WI.
 
-use log::{debug, warn};
+use log::debug;
 
 use super::{BitReg, Vgic};
 
@@ -58,7 +58,7 @@ impl Vgic {
             4 if off & 3 == 0 => u64::from(self.v2_read32(vcpu, off)),
             1 if byte_ok(off) => u64::from(self.v2_read8(vcpu, off)),
             _ => {
-                warn!("vgic: GICD read of {size} bytes at {off:#x} unsupported: RAZ");
+                crate::guest_warn!("vgic: GICD read of {size} bytes at {off:#x} unsupported: RAZ");
                 0
             }
         }
@@ -68,7 +68,9 @@ impl Vgic {
         match size {
             4 if off & 3 == 0 => self.v2_write32(vcpu, off, value as u32),
             1 if byte_ok(off) => self.v2_write8(vcpu, off, value as u8),
-            _ => warn!("vgic: GICD write of {size} bytes at {off:#x} unsupported: ignored"),
+            _ => crate::guest_warn!(
+                "vgic: GICD write of {size} bytes at {off:#x} unsupported: ignored"
+            ),
         }
     }
 

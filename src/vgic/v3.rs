@@ -7,7 +7,7 @@
 //! IPRIORITYR registers; 64-bit (or 32-bit halves) for `GICD_IROUTER<n>`, GICR_TYPER,
 //! GICR_PROPBASER and GICR_PENDBASER. Anything else is RAZ/WI with a log line.
 
-use log::{debug, warn};
+use log::debug;
 
 use super::{dist, BitReg, Vgic, GICR_STRIDE};
 
@@ -93,7 +93,7 @@ impl Vgic {
             }
             (4, _) if off & 3 == 0 => u64::from(self.v3_dist_read32(off)),
             _ => {
-                warn!("vgic: GICD read of {size} bytes at {off:#x} unsupported: RAZ");
+                crate::guest_warn!("vgic: GICD read of {size} bytes at {off:#x} unsupported: RAZ");
                 0
             }
         }
@@ -122,7 +122,9 @@ impl Vgic {
                 }
             }
             (4, _) if off & 3 == 0 => self.v3_dist_write32(off, value as u32),
-            _ => warn!("vgic: GICD write of {size} bytes at {off:#x} unsupported: ignored"),
+            _ => crate::guest_warn!(
+                "vgic: GICD write of {size} bytes at {off:#x} unsupported: ignored"
+            ),
         }
     }
 
@@ -220,7 +222,7 @@ impl Vgic {
         let vcpu = (offset / GICR_STRIDE) as usize;
         let off = offset % GICR_STRIDE;
         if vcpu >= self.nr_vcpus {
-            warn!("vgic: GICR read at {offset:#x}: no such redistributor: RAZ");
+            crate::guest_warn!("vgic: GICR read at {offset:#x}: no such redistributor: RAZ");
             return 0;
         }
         match (size, off) {
@@ -235,7 +237,9 @@ impl Vgic {
             }
             (4, _) if off & 3 == 0 => u64::from(self.v3_redist_read32(vcpu, off)),
             _ => {
-                warn!("vgic: GICR read of {size} bytes at {offset:#x} unsupported: RAZ");
+                crate::guest_warn!(
+                    "vgic: GICR read of {size} bytes at {offset:#x} unsupported: RAZ"
+                );
                 0
             }
         }
@@ -245,7 +249,7 @@ impl Vgic {
         let vcpu = (offset / GICR_STRIDE) as usize;
         let off = offset % GICR_STRIDE;
         if vcpu >= self.nr_vcpus {
-            warn!("vgic: GICR write at {offset:#x}: no such redistributor: ignored");
+            crate::guest_warn!("vgic: GICR write at {offset:#x}: no such redistributor: ignored");
             return;
         }
         match (size, off) {
@@ -256,7 +260,9 @@ impl Vgic {
                 self.write_prio(vcpu, (off - SGI_BASE - GICR_IPRIORITYR) as u32, value as u8)
             }
             (4, _) if off & 3 == 0 => self.v3_redist_write32(vcpu, off, value as u32),
-            _ => warn!("vgic: GICR write of {size} bytes at {offset:#x} unsupported: ignored"),
+            _ => crate::guest_warn!(
+                "vgic: GICR write of {size} bytes at {offset:#x} unsupported: ignored"
+            ),
         }
     }
 

@@ -5,6 +5,8 @@
 //! to Rust together with the exception level the image was entered at. Entered at EL3,
 //! the image drops to EL2h (non-secure, AArch64, HVC enabled) first. Entered at EL1,
 //! Rust reports that the virtualization extensions are unavailable and powers off.
+//! The image starts with an arm64 Linux Image header, so its flat binary also boots as
+//! a Linux kernel would (QEMU `-kernel` of a raw file, or the Raspberry Pi firmware).
 
 use core::arch::global_asm;
 
@@ -26,7 +28,19 @@ global_asm!(
     .section .text.boot, "ax"
     .global _start
 _start:
-    mov     x19, x0                 // DTB from a bootloader, or 0 under QEMU's ELF boot
+    // The arm64 Linux Image header (Documentation/arch/arm64/booting.rst), so that the
+    // flat binary (kernel8.img) is loaded like a Linux kernel: at a 2 MiB-aligned RAM
+    // base + text_offset, entered with x0 = DTB and secondaries parked on the spin
+    // table. An ELF boot enters here too and just branches over it.
+    b       0f                      // code0
+    .word   0                       // code1
+    .quad   HV_TEXT_OFFSET          // text_offset (boards/<board>/memory.ld)
+    .quad   __image_size            // image_size, BSS included
+    .quad   0x2                     // flags: little-endian, 4 KiB pages
+    .quad   0, 0, 0                 // res2..res4
+    .ascii  "ARM\x64"               // magic
+    .word   0                       // res5
+0:  mov     x19, x0                 // DTB from a bootloader, or 0 under QEMU's ELF boot
     mrs     x20, CurrentEL
     ubfx    x20, x20, #2, #2
     cmp     x20, #3
@@ -64,6 +78,16 @@ _start:
 4:  wfe
     b       4b
 
+    // Spin-table entries, one per CPU index (8 bytes each): a CPU released through its
+    // cpu-release-addr starts with x0 = 0, so the entry address carries the index.
+    .balign 8
+    .global _secondary_spin_entries
+_secondary_spin_entries:
+    .irp    n, 0, 1, 2, 3, 4, 5, 6, 7
+    mov     x0, #\n
+    b       _secondary_start
+    .endr
+
     // Secondary CPUs enter here through PSCI CPU_ON with x0 = their CPU index.
     .global _secondary_start
 _secondary_start:
@@ -88,6 +112,8 @@ _secondary_start:
 extern "C" {
     /// Where secondary CPUs start (an address, never called from Rust).
     pub fn _secondary_start();
+    /// [`MAX_CPUS`] spin-table entries of 8 bytes each (an address, never called).
+    pub fn _secondary_spin_entries();
     /// First byte of the hypervisor image.
     pub static __image_start: u8;
     /// One past the last byte of the image, BSS included.

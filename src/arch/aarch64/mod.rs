@@ -9,6 +9,7 @@ pub mod sysreg;
 use crate::vm::{GuestRegs, Trap, VcpuHw};
 use crate::{read_sysreg, write_sysreg};
 pub use boot::{image_range, MAX_CPUS};
+use core::sync::atomic::{AtomicU8, Ordering};
 pub use mem::{FrameMm, HwTlb};
 pub use switch::{current_vcpu, install_vectors, run_vcpu, ExitKind, VcpuContext};
 
@@ -225,12 +226,68 @@ pub fn boot_regs(regs: &mut GuestRegs, entry: u64, x0: u64) {
     regs.pstate = crate::vm::PSTATE_EL1H_MASKED;
 }
 
-/// Powers the machine off through PSCI SYSTEM_OFF, or spins if that fails.
+/// How [`power_off`] ends the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PowerOff {
+    /// PSCI SYSTEM_OFF through the given conduit (the default).
+    Psci = 0,
+    /// No PSCI firmware: the semihosting SYS_EXIT call (`hlt #0xf000`). Only valid when
+    /// a debugger or QEMU's `-semihosting` handles it; otherwise HLT is undefined.
+    Semihosting = 1,
+    /// No PSCI firmware and no semihosting: halt this CPU (the last log line says why).
+    Halt = 2,
+}
+
+static POWER_OFF: AtomicU8 = AtomicU8::new(PowerOff::Psci as u8);
+
+/// Chooses how [`power_off`] (and the panic handler) end the run.
+pub fn set_power_off(how: PowerOff) {
+    POWER_OFF.store(how as u8, Ordering::Relaxed);
+}
+
+/// Powers the machine off the way [`set_power_off`] chose (PSCI SYSTEM_OFF by
+/// default), then halts if that returned.
 pub fn power_off(conduit: PsciConduit) -> ! {
-    psci_call(conduit, crate::psci::SYSTEM_OFF as u64, 0, 0, 0);
-    loop {
-        wait_for_event();
+    match POWER_OFF.load(Ordering::Relaxed) {
+        0 => {
+            psci_call(conduit, crate::psci::SYSTEM_OFF as u64, 0, 0, 0);
+        }
+        1 => {
+            // SYS_EXIT (0x18) with an AArch64 parameter block:
+            // ADP_Stopped_ApplicationExit (0x20026), exit status 0.
+            let block: [u64; 2] = [0x2_0026, 0];
+            // SAFETY: set_power_off(Semihosting) is chosen only when a semihosting host
+            // handles `hlt #0xf000`; the call reads the two-word block and ends the run.
+            unsafe {
+                core::arch::asm!("hlt #0xf000", inout("x0") 0x18u64 => _,
+                    in("x1") block.as_ptr(), options(nostack, readonly));
+            }
+        }
+        _ => {}
     }
+    loop {
+        wait_for_interrupt();
+    }
+}
+
+/// Releases a secondary CPU parked on a spin table: writes its entry address (which
+/// carries its CPU index, below [`MAX_CPUS`]) to its `cpu-release-addr`, cleans that
+/// line to the point of coherency (the parked CPU reads it with its MMU off), then
+/// `dsb sy; sev`.
+///
+/// # Safety
+/// `release_addr` must be the CPU's `cpu-release-addr` from the device tree: 8 bytes of
+/// identity-mapped RAM that only its parked CPU reads.
+pub unsafe fn spin_table_release(release_addr: u64, cpu: usize) {
+    let entry = boot::_secondary_spin_entries as *const () as u64 + 8 * cpu as u64;
+    // SAFETY: per the caller's contract the address is the CPU's release mailbox.
+    unsafe {
+        core::ptr::write_volatile(release_addr as *mut u64, entry);
+        core::arch::asm!("dc civac, {}", in(reg) release_addr, options(nostack, preserves_flags));
+    }
+    sysreg::dsb_sy();
+    sysreg::sev();
 }
 
 /// The hypervisor heap.

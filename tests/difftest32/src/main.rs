@@ -40,7 +40,9 @@ mod addr;
 
 mod shadow;
 
-use shadow::difftest::{format_abort_line, format_line, generate_ext, DiffLayout, DiffMemory, TABLE_AREA};
+use shadow::difftest::{
+    format_abort_line, format_line, generate_ext, DiffLayout, DiffMemory, TABLE_AREA,
+};
 
 /// Number of seeded cases (seeds 1..=CASES): `DIFFTEST32_CASES` at build time, else 1500.
 const CASES: u32 = match option_env!("DIFFTEST32_CASES") {
@@ -239,8 +241,7 @@ impl Write for Uart {
             // SAFETY: the PL011's FR and DR registers, MMIO at a fixed physical address that
             // is reachable whenever the MMU is off (the only time this is called).
             unsafe {
-                while core::ptr::read_volatile((UART + UART_FR) as *const u32) & UART_FR_TXFF != 0
-                {
+                while core::ptr::read_volatile((UART + UART_FR) as *const u32) & UART_FR_TXFF != 0 {
                 }
                 core::ptr::write_volatile(UART as *mut u32, b as u32);
             }
@@ -367,7 +368,8 @@ extern "C" fn difftest_main() -> ! {
     DIFFTEST_ARMED.store(1, Ordering::SeqCst);
     let scr = mrc!("c1", "0", "c1", "0");
     DIFFTEST_ARMED.store(0, Ordering::SeqCst);
-    let secure = id_pfr1 & 0xf0 != 0 && DIFFTEST_UNDEFS.load(Ordering::SeqCst) == undefs && scr & 1 == 0;
+    let secure =
+        id_pfr1 & 0xf0 != 0 && DIFFTEST_UNDEFS.load(Ordering::SeqCst) == undefs && scr & 1 == 0;
     let _ = writeln!(
         out,
         "ID {id_pfr1:08x} {}",
@@ -432,7 +434,9 @@ extern "C" fn difftest_main() -> ! {
             for op in 0..4 {
                 let _ = match results.outcomes[i][op] {
                     Outcome::Par(p) => format_line(&mut out, va, op, p),
-                    Outcome::Abort { dfsr, dfar } => format_abort_line(&mut out, va, op, dfsr, dfar),
+                    Outcome::Abort { dfsr, dfar } => {
+                        format_abort_line(&mut out, va, op, dfsr, dfar)
+                    }
                 };
             }
         }

@@ -299,17 +299,23 @@ impl Departure {
     }
 }
 
+/// What one case's probes share: the regime, the memory and the security state.
+struct Ctx<'a> {
+    r: &'a Regime,
+    mem: &'a Mem,
+    secure: bool,
+}
+
 /// Explains a difference as documented departures, or `None`.
 fn explain(
-    r: &Regime,
-    mem: &Mem,
+    ctx: &Ctx<'_>,
     va: u32,
     op: usize,
     engine: Answer,
     attrs_defined: bool,
-    secure: bool,
     qemu: Answer,
 ) -> Option<Vec<Departure>> {
+    let (r, mem, secure) = (ctx.r, ctx.mem, ctx.secure);
     let model = qemu_model(r, mem, va, op, secure);
     let same_model = match (model, qemu) {
         (Answer::Par(m), Answer::Par(q)) => m == q,
@@ -440,7 +446,13 @@ fn class_of(r: &Regime, mem: &Mem, va: u32, op: usize) -> String {
         Err(f) => {
             let pd = f.kind == FaultKind::Translation
                 && f.level == 1
-                && r.ttbcr & if r.ttbr_for(va) == 1 { ttbcr::PD1 } else { ttbcr::PD0 } != 0;
+                && r.ttbcr
+                    & if r.ttbr_for(va) == 1 {
+                        ttbcr::PD1
+                    } else {
+                        ttbcr::PD0
+                    }
+                    != 0;
             let kind = match f.kind {
                 FaultKind::Translation if pd => "translation fault (TTBCR.PD0/PD1)",
                 FaultKind::Translation => "translation fault",
@@ -621,7 +633,10 @@ fn check_log(path: &str, text: &str, rep: &mut Report) {
             }
         }
         if !regs_ok {
-            regs_bad.push(format!("seed {}: read back {:x?}, programmed {want:x?}", c.seed, c.regs));
+            regs_bad.push(format!(
+                "seed {}: read back {:x?}, programmed {want:x?}",
+                c.seed, c.regs
+            ));
         }
         let n = case.probes.len().min(MAX_PROBES);
         let expected_order: Vec<(u32, usize)> = case.probes[..n]
@@ -695,7 +710,12 @@ fn check_log(path: &str, text: &str, rep: &mut Report) {
                 e.1 += 1;
                 continue;
             }
-            match explain(&r, &mem, va, op, engine, attrs_defined, secure, qemu) {
+            let ctx = Ctx {
+                r: &r,
+                mem: &mem,
+                secure,
+            };
+            match explain(&ctx, va, op, engine, attrs_defined, qemu) {
                 Some(kinds) if !kinds.is_empty() => {
                     e.2 += 1;
                     for k in kinds {
@@ -731,19 +751,27 @@ fn check_log(path: &str, text: &str, rep: &mut Report) {
     }
     rep.check(
         shape_bad.is_empty(),
-        &format!("every probe of every case answered ({} cases with a wrong answer list)", shape_bad.len()),
+        &format!(
+            "every probe of every case answered ({} cases with a wrong answer list)",
+            shape_bad.len()
+        ),
     );
     for s in unmodeled.iter().take(MAX_DETAILS) {
         println!("#   {s}");
     }
     rep.check(
         unmodeled.is_empty(),
-        &format!("every walk read modeled memory ({} probes read elsewhere)", unmodeled.len()),
+        &format!(
+            "every walk read modeled memory ({} probes read elsewhere)",
+            unmodeled.len()
+        ),
     );
     for (class, (n, agree, dep, bad)) in &classes {
         rep.check(
             *bad == 0,
-            &format!("{class}: {n} results, {agree} agree, {dep} known departures, {bad} mismatches"),
+            &format!(
+                "{class}: {n} results, {agree} agree, {dep} known departures, {bad} mismatches"
+            ),
         );
     }
     for d in [

@@ -19,7 +19,11 @@
 //!
 //! Then: HV_NOP and PSCI_VERSION still answer, the test device still reads its ID,
 //! HV_COUNTER(4) grew by exactly the injected aborts seen, the GIC's identification
-//! registers are unchanged, and after restoring a sane state (distributor disabled,
+//! registers are unchanged. A directed case follows: distributor enabled, eight SGIs
+//! active (twice the list registers QEMU has) and one more pending, IRQs masked; the
+//! vCPU must still run (1000 HV_NOPs). Before the fix in `Vgic::fill` the hypervisor
+//! asked for the NPIE maintenance interrupt there, which fired on every entry, so the
+//! vCPU never ran again. Then, after restoring a sane state (distributor disabled,
 //! everything disabled, not pending, not active) the registers read back that state,
 //! a priority round-trips and an SGI to self becomes pending and can be cleared.
 //! Both VMs of `boards/qemu-virt/gic-garbage.vm` must pass: this one hammers its own
@@ -227,8 +231,7 @@ enum Gic {
 }
 
 /// GICD_PIDR2.ArchRev at 0xFFE8 (GICv3 frame); on GICv2 that offset is outside the
-/// 4 KiB frame, so ICPIDR2 at 0xFE8 is tried next. Returns the version and how many
-/// injected aborts the probing took.
+/// 4 KiB frame (an injected abort, recorded in `t`), so ICPIDR2 at 0xFE8 is tried next.
 fn detect(t: &mut Tally) -> Option<Gic> {
     let (v, o) = read(GICD + GICV3_PIDR2, 4);
     t.record(o, GICD + GICV3_PIDR2, 4, false, true);
@@ -341,8 +344,8 @@ fn hammer_sgi1r(r: &mut Rng, t: &mut Tally) {
     }
 }
 
-/// A word of each one-bit-per-interrupt register `reg` (GICD, INTIDs 32 and up; the
-/// first word is banked/RAZ and checked through `private_words`).
+/// Byte offsets of the words of a one-bit-per-interrupt GICD register that cover
+/// SPIs (INTID 32 and up); word 0 (banked on GICv2, RAZ on GICv3) is handled apart.
 fn spi_words(nr_irqs: u64) -> impl Iterator<Item = u64> {
     (1..nr_irqs.div_ceil(32)).map(|w| w * 4)
 }
