@@ -273,13 +273,25 @@ pub fn power_off(conduit: PsciConduit) -> ! {
 
 /// Releases a secondary CPU parked on a spin table: writes its entry address (which
 /// carries its CPU index, below [`MAX_CPUS`]) to its `cpu-release-addr`, cleans that
-/// line to the point of coherency (the parked CPU reads it with its MMU off), then
+/// line and the whole hypervisor image to the point of coherency (the CPU reads them
+/// with its MMU and caches off, e.g. the EL2 table registers it then loads), then
 /// `dsb sy; sev`.
 ///
 /// # Safety
 /// `release_addr` must be the CPU's `cpu-release-addr` from the device tree: 8 bytes of
 /// identity-mapped RAM that only its parked CPU reads.
 pub unsafe fn spin_table_release(release_addr: u64, cpu: usize) {
+    // First the image, so that it is clean before the CPU can see its release.
+    // CTR_EL0.DminLine: log2 of the smallest data cache line in words.
+    let line = 4u64 << ((read_sysreg!("ctr_el0") >> 16) & 0xf);
+    let (start, end) = image_range();
+    let mut a = start & !(line - 1);
+    while a < end {
+        // SAFETY: cleaning a line of the identity-mapped image changes no data.
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    sysreg::dsb_sy();
     let entry = boot::_secondary_spin_entries as *const () as u64 + 8 * cpu as u64;
     // SAFETY: per the caller's contract the address is the CPU's release mailbox.
     unsafe {
