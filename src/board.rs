@@ -382,78 +382,8 @@ mod tests {
         );
     }
 
-    /// The parts of Debian's bcm2711-rpi-4-b.dtb the board checks, with /memory as
-    /// QEMU's raspi4b fills it in and the console moved to serial0 (as scripts/run does).
     fn rpi4_tree(secondary: &str) -> alloc::vec::Vec<u8> {
-        let mut b = Builder::new();
-        b.begin("")
-            .prop("compatible", b"raspberrypi,4-model-b\0brcm,bcm2711\0")
-            .cells("#address-cells", &[2])
-            .cells("#size-cells", &[1]);
-        b.begin("aliases")
-            .str("serial0", "/soc/serial@7e201000")
-            .end();
-        b.begin("chosen")
-            .str("stdout-path", "serial0:115200n8")
-            .end();
-        b.begin("memory@0")
-            .str("device_type", "memory")
-            .cells("reg", &[0, 0, 0x4000_0000])
-            .end();
-        b.begin("cpus")
-            .cells("#address-cells", &[1])
-            .cells("#size-cells", &[0]);
-        for i in 0..4u32 {
-            b.begin(&alloc::format!("cpu@{i}"))
-                .str("device_type", "cpu")
-                .cells("reg", &[i])
-                .str("enable-method", secondary)
-                .cells("cpu-release-addr", &[0, 0xd8 + 8 * i])
-                .end();
-        }
-        b.end();
-        b.begin("soc")
-            .str("compatible", "simple-bus")
-            .cells("#address-cells", &[1])
-            .cells("#size-cells", &[1])
-            .cells(
-                "ranges",
-                &[
-                    0x7e00_0000,
-                    0,
-                    0xfe00_0000,
-                    0x0180_0000,
-                    0x4000_0000,
-                    0,
-                    0xff80_0000,
-                    0x0080_0000,
-                ],
-            );
-        b.begin("serial@7e201000")
-            .prop("compatible", b"arm,pl011\0arm,primecell\0")
-            .cells("reg", &[0x7e20_1000, 0x200])
-            .end();
-        b.begin("interrupt-controller@40041000")
-            .str("compatible", "arm,gic-400")
-            .prop("interrupt-controller", &[])
-            .cells("#interrupt-cells", &[3])
-            .cells(
-                "reg",
-                &[
-                    0x4004_1000,
-                    0x1000,
-                    0x4004_2000,
-                    0x2000,
-                    0x4004_4000,
-                    0x2000,
-                    0x4004_6000,
-                    0x2000,
-                ],
-            )
-            .end();
-        b.end();
-        b.end();
-        b.build()
+        crate::dt::tests::rpi4_like_with(secondary)
     }
 
     #[test]

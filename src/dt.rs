@@ -1629,6 +1629,11 @@ pub(crate) mod tests {
     /// A Raspberry Pi 4-like tree: /soc with non-identity ranges, an aliased
     /// stdout-path with options, spin-table CPUs, reserved memory, several memory nodes.
     fn rpi4_like() -> Vec<u8> {
+        rpi4_like_with("spin-table")
+    }
+
+    /// [`rpi4_like`] with the CPUs' `enable-method` given (the board tests use it too).
+    pub(crate) fn rpi4_like_with(enable_method: &str) -> Vec<u8> {
         let mut b = Builder::new();
         b.reserve(0, 0x1000);
         b.begin("")
@@ -1672,7 +1677,7 @@ pub(crate) mod tests {
             b.begin(&alloc::format!("cpu@{i}"))
                 .str("device_type", "cpu")
                 .cells("reg", &[i])
-                .str("enable-method", "spin-table")
+                .str("enable-method", enable_method)
                 .cells("cpu-release-addr", &[0, 0xd8 + 8 * i])
                 .end();
         }
