@@ -847,7 +847,11 @@ impl<'b, 'a> Tree<'b, 'a> {
     /// Looks up an absolute path ("/a/b@1"), without alias resolution.
     fn lookup(&self, path: &str) -> Option<Chain<'b, 'a>> {
         let rest = path.strip_prefix('/')?;
-        let mut chain = self.root_chain();
+        Self::descend(self.root_chain(), rest)
+    }
+
+    /// Extends `chain` by the `/`-separated node names of `rest`.
+    fn descend(mut chain: Chain<'b, 'a>, rest: &str) -> Option<Chain<'b, 'a>> {
         for comp in rest.split('/').filter(|c| !c.is_empty()) {
             if chain.len >= MAX_DEPTH {
                 return None;
@@ -876,19 +880,7 @@ impl<'b, 'a> Tree<'b, 'a> {
         if !target.starts_with('/') {
             return None;
         }
-        let mut chain = self.lookup(target)?;
-        for comp in rest.split('/').filter(|c| !c.is_empty()) {
-            if chain.len >= MAX_DEPTH {
-                return None;
-            }
-            let child = chain
-                .node()
-                .children()
-                .find(|c| name_matches(c.name, comp))?;
-            chain.nodes[chain.len] = Some(child);
-            chain.len += 1;
-        }
-        Some(chain)
+        Self::descend(self.lookup(target)?, rest)
     }
 
     /// Depth-first search for the first node satisfying `pred`.
