@@ -786,13 +786,37 @@ pub fn wake_cpu(cpu: usize) {
     kick_cpu(cpu);
 }
 
-/// Acknowledges and retires every pending physical interrupt while no vCPU runs here.
+/// Acknowledges and retires the pending physical interrupts while no vCPU runs here.
+/// Bounded, so that a level interrupt whose source stays asserted cannot keep this CPU
+/// from checking whether its vCPU has been started.
 fn drain_host_irqs() {
     let Some(gic) = GIC.get() else { return };
-    while let Some(iar) = gic.ack() {
+    for _ in 0..64 {
+        let Some(iar) = gic.ack() else { return };
         gic.eoi(iar);
         gic.deactivate(iar);
     }
+}
+
+/// Kicks the VM's other vCPUs (already marked off) until every one has left its run
+/// loop, so that nothing writes guest memory while it is reloaded. A kick always makes
+/// a CPU leave its guest, so this ends quickly; false if it did not after ~10^8 polls.
+fn wait_for_others_to_leave(vm: &Vm, me: usize) -> bool {
+    for round in 0..100_000_000u64 {
+        if vm
+            .vcpus
+            .iter()
+            .enumerate()
+            .all(|(v, s)| v == me || !s.is_running())
+        {
+            return true;
+        }
+        if round % 100_000 == 0 {
+            kick_vm(vm, me);
+        }
+        core::hint::spin_loop();
+    }
+    false
 }
 
 /// Kicks every vCPU of `vm` other than `me` that is running.
@@ -1088,6 +1112,8 @@ fn cpu_loop(cpu: usize) -> ! {
     );
     let mut ctx = VcpuContext::new(vcpu);
     let mut lrs = Lrs::new(vm);
+    // The EL1 timers' reset state is UNKNOWN: silence them before the first wait.
+    arch::quiesce_el1_timers();
     loop {
         // Wait (halted: QEMU's TCG would spin on WFE) until CPU_ON or a reset starts
         // this vCPU; whoever does that kicks this CPU.
@@ -1102,6 +1128,7 @@ fn cpu_loop(cpu: usize) -> ! {
                 arch::wait_for_event();
             }
         };
+        log::debug!("{}: vCPU {vcpu} starts at {entry:#x} (x0 {x0:#x})", vm.name);
         arch::reset_el1();
         if let Some(gic) = GIC.get() {
             // A timer interrupt left active by the previous life of this vCPU would
@@ -1115,7 +1142,11 @@ fn cpu_loop(cpu: usize) -> ! {
         lrs.timers_done = 0;
         lrs.idle_generation = None;
         arch::boot_regs(&mut ctx.guest, entry, x0);
+        vm.vcpus[vcpu].set_running(true);
         let action = run(vm, vcpu, &mut ctx, &mut lrs);
+        vm.vcpus[vcpu].set_running(false);
+        // The vCPU is off: its timers must not keep this CPU's idle wait busy.
+        arch::quiesce_el1_timers();
         lrs.clear();
         match action {
             Action::Resume | Action::CpuOff | Action::WaitForInterrupt => {}
@@ -1148,7 +1179,11 @@ fn cpu_loop(cpu: usize) -> ! {
                 for v in &vm.vcpus {
                     v.set_off();
                 }
-                kick_vm(vm, vcpu);
+                if !wait_for_others_to_leave(vm, vcpu) {
+                    error!("{}: a vCPU did not leave the guest; stopping the VM instead of resetting it", vm.name);
+                    vm.power_off();
+                    continue;
+                }
                 if let Err(e) = vm.reset() {
                     error!("{}: reset failed: {e}", vm.name);
                     vm.power_off();

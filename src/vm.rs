@@ -131,9 +131,19 @@ pub struct VcpuSlot {
     power: AtomicU8,
     entry: AtomicU64,
     context: AtomicU64,
+    /// Its physical CPU is inside the run loop (possibly in the guest).
+    running: core::sync::atomic::AtomicBool,
 }
 
 impl VcpuSlot {
+    /// Records whether the vCPU's physical CPU is inside its run loop.
+    pub fn set_running(&self, on: bool) {
+        self.running.store(on, Ordering::Release);
+    }
+    /// True while the vCPU's physical CPU is inside its run loop.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
     /// The current power state.
     pub fn power(&self) -> Power {
         match self.power.load(Ordering::Acquire) {

@@ -189,6 +189,14 @@ pub fn reset_el1() {
     sysreg::isb();
 }
 
+/// Disables the EL1 virtual and physical timers (CNTV_CTL_EL0/CNTP_CTL_EL0 = 0), so
+/// that a stopped vCPU's timer does not keep interrupting its idle physical CPU.
+pub fn quiesce_el1_timers() {
+    write_sysreg!("cntv_ctl_el0", 0);
+    write_sysreg!("cntp_ctl_el0", 0);
+    sysreg::isb();
+}
+
 /// The trap registers of the last synchronous exit on this CPU.
 pub fn trap_info() -> Trap {
     Trap {
