@@ -23,12 +23,20 @@ pub enum ExitReason {
     Irq,
     /// Anything else.
     Other,
+    /// Trapped AArch32 CP15/CP14 register access (shadow mode: translation registers).
+    Cp15,
+    /// Trapped guest TLB maintenance (shadow mode).
+    Tlbi,
+    /// Write to a write-protected guest translation table (shadow mode).
+    WriteProtect,
+    /// Software-step exception ending a stepped table write (shadow mode).
+    Step,
 }
 
 /// Number of [`ExitReason`]s.
-pub const EXIT_REASONS: usize = 8;
+pub const EXIT_REASONS: usize = 12;
 const NAMES: [&str; EXIT_REASONS] = [
-    "hvc", "smc", "wfx", "dabt", "iabt", "sysreg", "irq", "other",
+    "hvc", "smc", "wfx", "dabt", "iabt", "sysreg", "irq", "other", "cp15", "tlbi", "wp", "step",
 ];
 
 /// Counters of one VM, updated by all of its vCPUs.

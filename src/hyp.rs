@@ -14,6 +14,9 @@ use crate::dt::HostPlatform;
 use crate::loader::{self, GuestDevice, GuestDtSpec, GuestGic};
 use crate::mmio::MmioRouter;
 use crate::pgtable::{Geometry, Prot, Stage1PageTable, Stage2PageTable};
+use crate::shadow;
+use crate::shadowvm;
+use crate::vm;
 use crate::vgic::{GicVersion, GicdMmio, GicrMmio, Vgic};
 use crate::vm::{Action, BootInfo, Power, RunState, Vm, VmSpec};
 use alloc::boxed::Box;
@@ -62,7 +65,11 @@ static CPU_IF: [AtomicU32; arch::MAX_CPUS] = [const { AtomicU32::new(0) }; arch:
 /// Early heap, used until the frame allocator hands the heap its real memory.
 static mut EARLY_HEAP: [u8; 256 * 1024] = [0; 256 * 1024];
 /// Heap bytes taken from RAM once memory is known.
-const HEAP_SIZE: u64 = 16 << 20;
+const HEAP_SIZE: u64 = 32 << 20;
+/// Bytes of shadow translation tables per shadow-mode VM (256 blocks of 16 KiB).
+const SHADOW_POOL_BYTES: usize = 4 << 20;
+/// Shadow roots (guest TTBR0 tables) a shadow-mode VM keeps cached.
+const SHADOW_MAX_ROOTS: usize = 64;
 
 /// Everything the CPUs share after boot.
 struct System {
@@ -566,8 +573,38 @@ fn create_vm(
         None => "",
     };
     let ram = GuestRange::new(GuestPhysAddr::new(GUEST_RAM_BASE), c.mem);
+    let aarch32 = c.arch == config::GuestArch::Aarch32;
+    let shadow_mode = c.mode == config::MemMode::Shadow;
+    if shadow_mode && !aarch32 {
+        return Err(String::from(
+            "mode=shadow needs arch=aarch32: shadow paging emulates the ARMv7 short-descriptor format (scripts/run --arch32 --mode shadow)",
+        ));
+    }
+    if shadow_mode && c.cpus != 1 {
+        return Err(format!(
+            "mode=shadow supports one vCPU (the VM asks for {}); use mode=stage2 for SMP guests",
+            c.cpus
+        ));
+    }
+    if aarch32 && ram.end() > shadowvm::POOL_IPA {
+        return Err(format!(
+            "an AArch32 guest's RAM must end below {:#x} (mem={} MiB is too large)",
+            shadowvm::POOL_IPA,
+            c.mem >> 20
+        ));
+    }
     let plan =
         loader::plan(kernel, initrd.map(|i| i.len() as u64), ram).map_err(|e| format!("{e}"))?;
+    if plan.zimage && !aarch32 {
+        return Err(String::from(
+            "the kernel is a 32-bit ARM zImage: boot it as an AArch32 guest (arch=aarch32, scripts/run --arch32)",
+        ));
+    }
+    if aarch32 && plan.linux && !plan.zimage {
+        return Err(String::from(
+            "the kernel is an arm64 Image but the VM is AArch32 (arch=aarch32): drop --arch32, or give a zImage",
+        ));
+    }
     let hpa = arch::mem::FRAMES
         .lock()
         .alloc_best_aligned(c.mem, &[1 << 30, 2 << 20])
@@ -665,6 +702,28 @@ fn create_vm(
         entry: plan.kernel.raw(),
         x0: plan.dtb.raw(),
     };
+    let shadow = if shadow_mode {
+        // The shadow tables live in hypervisor memory, mapped read-only at POOL_IPA in
+        // the VM's stage 2 so that the hardware can walk them.
+        let storage = alloc::vec![0u32; SHADOW_POOL_BYTES / 4];
+        let pa = storage.as_ptr() as u64;
+        if pa % shadow::pool::BLOCK_BYTES != 0 {
+            return Err(format!(
+                "shadow pool at {pa:#x} is not 16 KiB aligned (allocator change?)"
+            ));
+        }
+        pt.map(
+            GuestPhysAddr::new(shadowvm::POOL_IPA),
+            HostPhysAddr::new(pa),
+            SHADOW_POOL_BYTES as u64,
+            Prot::R,
+        )
+        .map_err(|e| format!("mapping the shadow pool: {e}"))?;
+        let pool = shadow::Pool::from_storage(HostPhysAddr::new(shadowvm::POOL_IPA), storage);
+        Some(shadowvm::ShadowVm::new(pool, SHADOW_MAX_ROOTS))
+    } else {
+        None
+    };
     let spec = VmSpec {
         id,
         name: c.name.clone(),
@@ -674,6 +733,9 @@ fn create_vm(
         first_cpu: c.first_cpu.unwrap_or(0),
         boot,
         vgic,
+        aarch32,
+        shadow,
+        ram_io: Some(Box::new(HpaRam { ram, hpa })),
     };
     let vm = Vm::new(spec, Box::new(pt), mmio).map_err(|e| format!("{e:?}"))?;
     let img = VmImages {
@@ -685,6 +747,41 @@ fn create_vm(
         aarch64: c.arch == config::GuestArch::Aarch64,
     };
     Ok((vm, img, vttbr))
+}
+
+/// Guest RAM through the hypervisor's identity map of host memory.
+struct HpaRam {
+    ram: GuestRange,
+    hpa: HostPhysAddr,
+}
+
+impl HpaRam {
+    fn host(&self, gpa: GuestPhysAddr, len: usize) -> Option<*mut u8> {
+        self.ram
+            .contains_span(gpa, len as u64)
+            .then(|| (self.hpa.raw() + (gpa - self.ram.start)) as *mut u8)
+    }
+}
+
+impl vm::GuestRamIo for HpaRam {
+    fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> bool {
+        let Some(p) = self.host(gpa, buf.len()) else {
+            return false;
+        };
+        // SAFETY: `p..p+len` lies in the VM's RAM (checked by `host`), which the frame
+        // allocator gave to this VM and which is identity-mapped at EL2; the vCPU that
+        // could change it is stopped in the hypervisor while its trap is handled.
+        unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+    fn write(&self, gpa: GuestPhysAddr, buf: &[u8]) -> bool {
+        let Some(p) = self.host(gpa, buf.len()) else {
+            return false;
+        };
+        // SAFETY: as for `read`; the destination is guest RAM, never hypervisor memory.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p, buf.len()) };
+        true
+    }
 }
 
 fn copy_into_guest(vm: &Vm, at: GuestPhysAddr, bytes: &[u8]) {
@@ -1107,7 +1204,7 @@ fn cpu_loop(cpu: usize) -> ! {
     arch::setup_guest_cpu(
         sys.vtcr,
         sys.vttbrs[vm_idx],
-        arch::hcr_for_guest(aarch64),
+        arch::hcr_for_guest(aarch64, vm.shadow.is_some()),
         Vm::vcpu_mpidr(vcpu),
     );
     let mut ctx = VcpuContext::new(vcpu);
@@ -1129,7 +1226,11 @@ fn cpu_loop(cpu: usize) -> ! {
             }
         };
         log::debug!("{}: vCPU {vcpu} starts at {entry:#x} (x0 {x0:#x})", vm.name);
-        arch::reset_el1();
+        if aarch64 {
+            arch::reset_el1();
+        } else {
+            arch::reset_el1_aarch32();
+        }
         if let Some(gic) = GIC.get() {
             // A timer interrupt left active by the previous life of this vCPU would
             // never fire again.
@@ -1141,9 +1242,22 @@ fn cpu_loop(cpu: usize) -> ! {
         lrs.timers_active = 0;
         lrs.timers_done = 0;
         lrs.idle_generation = None;
-        arch::boot_regs(&mut ctx.guest, entry, x0);
+        let mut action = Action::Resume;
+        if aarch64 {
+            arch::boot_regs(&mut ctx.guest, entry, x0);
+        } else if vm.vcpus[vcpu].is_boot() {
+            // The 32-bit ARM Linux boot protocol: r0 = 0, r1 = ~0 (no machine type:
+            // use the DTB), r2 = DTB.
+            arch::boot_regs32(&mut ctx.guest, entry, [0, u32::MAX, x0 as u32]);
+            action = vm.shadow_start(&mut arch::LiveEl1);
+        } else {
+            // PSCI CPU_ON: r0 = context ID.
+            arch::boot_regs32(&mut ctx.guest, entry, [x0 as u32, 0, 0]);
+        }
         vm.vcpus[vcpu].set_running(true);
-        let action = run(vm, vcpu, &mut ctx, &mut lrs);
+        if action == Action::Resume {
+            action = run(vm, vcpu, &mut ctx, &mut lrs);
+        }
         vm.vcpus[vcpu].set_running(false);
         // The vCPU is off: its timers must not keep this CPU's idle wait busy.
         arch::quiesce_el1_timers();
@@ -1204,6 +1318,11 @@ fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext, lrs: &mut Lrs) -> Action {
         let kind = arch::run_vcpu(ctx);
         lrs.sync(vm, vcpu);
         lrs.retire_timers(vm, vcpu);
+        if vm.shadow.is_some() {
+            if let Some(a) = vm.finish_step(&mut ctx.guest, &mut hw) {
+                return a;
+            }
+        }
         let action = match kind {
             arch::ExitKind::Sync => {
                 let trap = arch::trap_info();

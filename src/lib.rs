@@ -17,6 +17,7 @@
 
 extern crate alloc;
 
+pub mod aarch32;
 pub mod addr;
 pub mod board;
 pub mod bundle;
@@ -34,6 +35,7 @@ pub mod pgtable;
 pub mod psci;
 pub mod ratelimit;
 pub mod shadow;
+pub mod shadowvm;
 pub mod vgic;
 pub mod vm;
 

@@ -1,11 +1,16 @@
-//! Guest image loading: the arm64 Linux boot protocol, raw images, initrd placement
-//! and the generated guest device tree.
+//! Guest image loading: the arm64 and 32-bit ARM Linux boot protocols, raw images,
+//! initrd placement and the generated guest device tree.
 //!
 //! Placement follows Documentation/arch/arm64/booting.rst: an Image (magic `ARM\x64`
 //! at offset 0x38) goes at a 2 MiB-aligned base + `text_offset` and is entered at its
 //! first byte with x0 = DTB; a file without the header is a raw image loaded at RAM
 //! base + 0x8_0000, as QEMU does. The DTB and the initrd go at the top of RAM, away
 //! from the kernel's `image_size` footprint.
+//!
+//! A 32-bit ARM zImage (magic 0x016F2818 at offset 0x24, Documentation/arch/arm/booting.rst)
+//! goes 32 MiB into RAM, so the decompressor (which writes the kernel near the start of
+//! RAM) does not have to move itself, and is entered with r0 = 0, r1 = ~0, r2 = DTB. Its
+//! DTB and initrd stay in the first 512 MiB of RAM, inside the kernel's lowmem map.
 
 use crate::addr::{GuestPhysAddr, GuestRange};
 use alloc::string::String;
@@ -18,6 +23,16 @@ pub const RAW_IMAGE_OFFSET: u64 = 0x8_0000;
 pub const ARM64_MAGIC: u32 = 0x644d_5241;
 /// Room reserved for the guest DTB.
 pub const DTB_MAX: u64 = 64 * 1024;
+/// The 32-bit ARM zImage magic, at offset 0x24.
+pub const ZIMAGE_MAGIC: u32 = 0x016f_2818;
+/// Offset of a zImage from the start of guest RAM (booting.rst: above 32 MiB avoids a
+/// relocation of the decompressor).
+pub const ZIMAGE_OFFSET: u64 = 0x0200_0000;
+/// A zImage's DTB and initrd stay below RAM base + this (the 32-bit kernel's lowmem).
+pub const ZIMAGE_LOWMEM: u64 = 0x2000_0000;
+/// Room the decompressed kernel needs below a zImage loaded at [`ZIMAGE_OFFSET`]: the
+/// decompressor writes it at RAM base + 32 KiB, and moves itself when they overlap.
+const ZIMAGE_MIN_RAM: u64 = 64 << 20;
 
 /// Why a guest image cannot be loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +131,42 @@ pub fn parse_image_header(k: &[u8]) -> Result<Option<ImageHeader>, LoadError> {
     }))
 }
 
+/// What a 32-bit ARM zImage header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZImageHeader {
+    /// Bytes of the image (`end - start` from offsets 0x2c and 0x28).
+    pub size: u64,
+}
+
+/// Parses the 32-bit ARM zImage header; `Ok(None)` for a file without the magic.
+///
+/// Errors: the header's size is zero or inverted (`BadHeader`), or larger than the file
+/// (`Truncated`, a cut download).
+pub fn parse_zimage(k: &[u8]) -> Result<Option<ZImageHeader>, LoadError> {
+    if k.is_empty() {
+        return Err(LoadError::EmptyKernel);
+    }
+    let u32_at = |o: usize| {
+        k.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if u32_at(0x24) != Some(ZIMAGE_MAGIC) {
+        return Ok(None);
+    }
+    let (start, end) = (u32_at(0x28).unwrap_or(0), u32_at(0x2c).unwrap_or(0));
+    if end <= start {
+        return Err(LoadError::BadHeader("zImage end address is not above its start"));
+    }
+    let size = (end - start) as u64;
+    if size > k.len() as u64 {
+        return Err(LoadError::Truncated {
+            have: k.len() as u64,
+            need: size,
+        });
+    }
+    Ok(Some(ZImageHeader { size }))
+}
+
 /// The file size an EFI-stub kernel's PE/COFF header implies: the end of its last
 /// section's raw data. `None` when there is no PE header (or it is malformed, which the
 /// boot protocol does not require to be valid).
@@ -152,6 +203,8 @@ pub struct LoadPlan {
     pub kernel: GuestPhysAddr,
     /// True if the kernel follows the Linux boot protocol.
     pub linux: bool,
+    /// True if the kernel is a 32-bit ARM zImage (entered with r0 = 0, r1 = ~0, r2 = DTB).
+    pub zimage: bool,
     /// Initrd range, if any.
     pub initrd: Option<GuestRange>,
     /// DTB address (8-byte aligned, within the first 512 MiB... as booting.rst asks,
@@ -166,8 +219,24 @@ pub fn plan(
     ram: GuestRange,
 ) -> Result<LoadPlan, LoadError> {
     let hdr = parse_image_header(kernel)?;
-    let (kaddr, kend) = match hdr {
-        Some(h) => {
+    let zimage = match hdr {
+        Some(_) => None,
+        None => parse_zimage(kernel)?,
+    };
+    // The window the DTB and initrd go in.
+    let mut top = ram.end();
+    let (kaddr, kend) = match (hdr, zimage) {
+        (None, Some(z)) => {
+            top = top.min(ram.start.raw() + ZIMAGE_LOWMEM);
+            let off = if ram.size >= ZIMAGE_MIN_RAM + z.size + DTB_MAX {
+                ZIMAGE_OFFSET
+            } else {
+                RAW_IMAGE_OFFSET
+            };
+            let k = ram.start.raw() + off;
+            (k, k + z.size)
+        }
+        (Some(h), _) => {
             let base = ram
                 .start
                 .checked_align_up(2 << 20)
@@ -175,12 +244,12 @@ pub fn plan(
             let k = base.raw() + h.text_offset;
             (k, k + h.image_size)
         }
-        None => {
+        (None, None) => {
             let k = ram.start.raw() + RAW_IMAGE_OFFSET;
             (k, k + kernel.len() as u64)
         }
     };
-    let ram_end = ram.end();
+    let ram_end = top;
     if kend > ram_end {
         return Err(LoadError::TooBig {
             what: "the kernel",
@@ -217,7 +286,8 @@ pub fn plan(
     };
     Ok(LoadPlan {
         kernel: GuestPhysAddr::new(kaddr),
-        linux: hdr.is_some(),
+        linux: hdr.is_some() || zimage.is_some(),
+        zimage: zimage.is_some(),
         initrd,
         dtb,
     })
@@ -456,6 +526,55 @@ mod tests {
         k[0x10..0x18].copy_from_slice(&image_size.to_le_bytes());
         k[0x38..0x3c].copy_from_slice(&ARM64_MAGIC.to_le_bytes());
         k
+    }
+
+    fn zimage(start: u32, end: u32, len: usize) -> Vec<u8> {
+        let mut k = alloc::vec![0u8; len];
+        k[0x24..0x28].copy_from_slice(&ZIMAGE_MAGIC.to_le_bytes());
+        k[0x28..0x2c].copy_from_slice(&start.to_le_bytes());
+        k[0x2c..0x30].copy_from_slice(&end.to_le_bytes());
+        k
+    }
+
+    #[test]
+    fn zimage_goes_above_32_mib_with_dtb_and_initrd_in_lowmem() {
+        let ram = GuestRange::new(GuestPhysAddr::new(0x4000_0000), 1 << 30);
+        let k = zimage(0, 6 << 20, 6 << 20);
+        let p = plan(&k, Some(8 << 20), ram).unwrap();
+        assert!(p.zimage && p.linux);
+        assert_eq!(p.kernel.raw(), 0x4000_0000 + ZIMAGE_OFFSET);
+        // The DTB and initrd stay below RAM base + 512 MiB even with 1 GiB of RAM.
+        assert!(p.dtb.raw() + DTB_MAX <= 0x4000_0000 + ZIMAGE_LOWMEM);
+        let i = p.initrd.unwrap();
+        assert!(i.start.raw() >= p.kernel.raw() + (6 << 20));
+        assert!(i.end() <= p.dtb.raw());
+        // Small RAM: the zImage goes at the raw offset and the decompressor relocates.
+        let small = GuestRange::new(GuestPhysAddr::new(0x4000_0000), 48 << 20);
+        assert_eq!(
+            plan(&k, None, small).unwrap().kernel.raw(),
+            0x4000_0000 + RAW_IMAGE_OFFSET
+        );
+    }
+
+    #[test]
+    fn zimage_header_errors() {
+        assert_eq!(
+            parse_zimage(&zimage(0, 8 << 20, 1 << 20)),
+            Err(LoadError::Truncated {
+                have: 1 << 20,
+                need: 8 << 20
+            })
+        );
+        assert!(matches!(
+            parse_zimage(&zimage(0x100, 0x100, 4096)),
+            Err(LoadError::BadHeader(_))
+        ));
+        assert_eq!(parse_zimage(&[0u8; 0x30]), Ok(None));
+        assert_eq!(parse_zimage(&[1u8; 3]), Ok(None));
+        assert_eq!(
+            parse_zimage(&zimage(0, 4096, 4096)),
+            Ok(Some(ZImageHeader { size: 4096 }))
+        );
     }
 
     const RAM: GuestRange = GuestRange::new(GuestPhysAddr::new(0x4000_0000), 128 << 20);

@@ -6,6 +6,7 @@
 //! [`VcpuHw`] for the EL1 system registers that exception injection touches — so the
 //! whole dispatch runs in host tests with fakes.
 
+use crate::aarch32::{self, Cp15Op, Cp15Reg, Exception32, FaultRegs, Mode, SpsrBank};
 use crate::addr::{GuestPhysAddr, GuestRange, HostPhysAddr, VirtAddr};
 use crate::counters::{ExitReason, VmCounters};
 use crate::esr::{self, ExceptionClass, FaultStatus};
@@ -13,6 +14,8 @@ use crate::inject::{self, AbortKind, GuestState, Injection};
 use crate::mmio::{MmioAccess, MmioRouter};
 use crate::pgtable::{Mapping, PageTableError, Prot};
 use crate::psci::{self, Call};
+use crate::shadow::{GuestMemory, HostTlbOp, MemError};
+use crate::shadowvm::{self, Effects, HwRegs, ShadowVm};
 use crate::vgic::SharedVgic;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -57,6 +60,34 @@ impl GuestRegs {
 
 /// PSTATE for an AArch64 vCPU coming out of reset or CPU_ON: EL1h, DAIF masked.
 pub const PSTATE_EL1H_MASKED: u64 = 0x3c5;
+/// PSTATE (CPSR) for an AArch32 vCPU coming out of reset or CPU_ON: SVC mode, ARM
+/// state, A, I and F masked.
+pub const PSTATE_SVC_MASKED: u64 = 0x1d3;
+/// PSTATE.SS: software step (SPSR_EL2 bit 21).
+const PSTATE_SS: u64 = 1 << 21;
+
+/// Byte access to guest RAM for the hypervisor (emulating stores, walking guest tables).
+pub trait GuestRamIo: Send + Sync {
+    /// Reads `buf.len()` bytes at `gpa`; false (and nothing read) if any byte is outside
+    /// guest RAM.
+    fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> bool;
+    /// Writes `buf` at `gpa`; false (and nothing written) if any byte is outside guest RAM.
+    fn write(&self, gpa: GuestPhysAddr, buf: &[u8]) -> bool;
+}
+
+/// Guest RAM as the shadow engine's and the walker's [`GuestMemory`].
+struct RamView<'a>(&'a dyn GuestRamIo);
+
+impl GuestMemory for RamView<'_> {
+    fn read_u32(&self, gpa: GuestPhysAddr) -> Result<u32, MemError> {
+        let mut b = [0u8; 4];
+        if self.0.read(gpa, &mut b) {
+            Ok(u32::from_le_bytes(b))
+        } else {
+            Err(MemError)
+        }
+    }
+}
 
 /// The VM's guest-physical → host-physical map (stage-2 tables, or the shadow
 /// engine's map). Addresses and sizes are 4 KiB multiples.
@@ -111,6 +142,32 @@ pub trait VcpuHw {
     fn sctlr_el1(&self) -> u64;
     /// Writes ESR_EL1, FAR_EL1 (if given), ELR_EL1 and SPSR_EL1 for an injected exception.
     fn set_exception_regs(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64);
+    /// AArch32: the live value of a CP15 register (the fault registers, and the
+    /// translation registers of a stage-2-mode guest).
+    fn read_cp15(&self, reg: Cp15Reg) -> u64 {
+        let _ = reg;
+        0
+    }
+    /// AArch32: writes a CP15 register the guest owns (fault status and address registers).
+    fn write_cp15(&mut self, reg: Cp15Reg, value: u64) {
+        let _ = (reg, value);
+    }
+    /// AArch32: writes the SPSR of an exception mode (abt, und) for an injected exception.
+    fn set_spsr32(&mut self, bank: SpsrBank, value: u32) {
+        let _ = (bank, value);
+    }
+    /// Shadow mode: programs the real EL1 translation registers.
+    fn program_shadow(&mut self, regs: &HwRegs) {
+        let _ = regs;
+    }
+    /// Shadow mode: TLB maintenance of this VM's EL1&0 regime, completed before return.
+    fn tlb(&mut self, op: HostTlbOp) {
+        let _ = op;
+    }
+    /// Shadow mode: arms (or disarms) single-stepping of the guest's next instruction.
+    fn set_single_step(&mut self, on: bool) {
+        let _ = on;
+    }
 }
 
 /// Power state of one vCPU (PSCI's view).
@@ -133,6 +190,8 @@ pub struct VcpuSlot {
     context: AtomicU64,
     /// Its physical CPU is inside the run loop (possibly in the guest).
     running: core::sync::atomic::AtomicBool,
+    /// The pending start is the VM's boot (not a PSCI CPU_ON).
+    boot: core::sync::atomic::AtomicBool,
 }
 
 impl VcpuSlot {
@@ -169,9 +228,17 @@ impl VcpuSlot {
                 )
             })
     }
+    /// True if the start taken last by [`VcpuSlot::take_start`] is the VM's boot (from
+    /// [`Vm::start`]) rather than a PSCI CPU_ON.
+    pub fn is_boot(&self) -> bool {
+        self.boot.load(Ordering::Acquire)
+    }
     /// Asks for the vCPU to start at `entry` with x0 = `x0` if it is off.
     /// Returns the PSCI result.
     pub fn request_on(&self, entry: u64, x0: u64) -> i64 {
+        self.request(entry, x0, false)
+    }
+    fn request(&self, entry: u64, x0: u64, boot: bool) -> i64 {
         match self.power() {
             Power::On => return psci::ALREADY_ON,
             Power::OnPending => return psci::ON_PENDING,
@@ -179,6 +246,7 @@ impl VcpuSlot {
         }
         self.entry.store(entry, Ordering::Relaxed);
         self.context.store(x0, Ordering::Relaxed);
+        self.boot.store(boot, Ordering::Relaxed);
         match self.power.compare_exchange(
             Power::Off as u8,
             Power::OnPending as u8,
@@ -258,11 +326,18 @@ pub struct Vm {
     pub boot: BootInfo,
     /// The VM's interrupt controller, if it has one.
     pub vgic: Option<SharedVgic>,
+    /// The guest runs in AArch32 state at EL1.
+    pub aarch32: bool,
+    /// Shadow-paging state (shadow mode only).
+    pub shadow: Option<Mutex<ShadowVm>>,
+    /// Access to guest RAM for the hypervisor.
+    ram_io: Option<alloc::boxed::Box<dyn GuestRamIo>>,
+    /// A table write being single-stepped: the page and its contents before the write.
+    step: Mutex<Option<(GuestPhysAddr, Vec<u8>)>>,
     state: AtomicU8,
 }
 
 /// What a VM is made of, apart from its memory map and devices.
-#[derive(Clone, Debug)]
 pub struct VmSpec {
     /// Index of the VM (0-based).
     pub id: usize,
@@ -280,6 +355,12 @@ pub struct VmSpec {
     pub boot: BootInfo,
     /// The VM's interrupt controller, if it has one.
     pub vgic: Option<SharedVgic>,
+    /// The guest runs in AArch32 state at EL1.
+    pub aarch32: bool,
+    /// Shadow-paging state: `Some` makes this a shadow-mode VM.
+    pub shadow: Option<ShadowVm>,
+    /// Access to guest RAM (required by shadow mode and by AArch32 walk-fault reporting).
+    pub ram_io: Option<alloc::boxed::Box<dyn GuestRamIo>>,
 }
 
 /// Why a VM could not be created.
@@ -325,6 +406,9 @@ impl Vm {
             first_cpu,
             boot,
             vgic,
+            aarch32,
+            shadow,
+            ram_io,
         } = spec;
         mem.map(ram.start, ram_hpa, ram.size, Prot::RWX)
             .map_err(VmError::Map)?;
@@ -343,6 +427,10 @@ impl Vm {
             first_cpu,
             boot,
             vgic,
+            aarch32,
+            shadow: shadow.map(Mutex::new),
+            ram_io,
+            step: Mutex::new(None),
             state: AtomicU8::new(RunState::Running as u8),
         })
     }
@@ -368,7 +456,7 @@ impl Vm {
     pub fn start(&self) {
         self.state.store(RunState::Running as u8, Ordering::Release);
         if let Some(v) = self.vcpus.first() {
-            let _ = v.request_on(self.boot.entry, self.boot.x0);
+            let _ = v.request(self.boot.entry, self.boot.x0, true);
         }
     }
 
@@ -423,12 +511,20 @@ impl Vm {
             ExceptionClass::Smc64 { .. } | ExceptionClass::Smc32 { .. } => {
                 self.counters.exit(ExitReason::Smc);
                 // A trapped SMC leaves ELR at the SMC itself.
-                regs.pc = regs.pc.wrapping_add(syn.instr_len());
+                if self.aarch32 && !self.cond_passes(regs, &syn) {
+                    self.skip(regs, &syn);
+                    return Action::Resume;
+                }
+                self.skip(regs, &syn);
                 self.hypercall(vcpu, regs)
             }
             ExceptionClass::WfiWfe(w) => {
                 self.counters.exit(ExitReason::Wfx);
-                regs.pc = regs.pc.wrapping_add(syn.instr_len());
+                let passed = !self.aarch32 || aarch32::trap_condition_passes(w.cond, regs.pstate);
+                self.skip(regs, &syn);
+                if !passed {
+                    return Action::Resume;
+                }
                 // WFE (TI bit 0 set) just yields; WFI waits unless something is
                 // deliverable already.
                 let is_wfe = w.ti & 1 == 1;
@@ -449,6 +545,20 @@ impl Vm {
                         return Action::Resume;
                     }
                 }
+                if self.aarch32 && iss.s1ptw {
+                    crate::guest_warn!(
+                        "{}: stage-1 table walk at {} is outside guest RAM (fetch at {:#x}): injecting the walk's abort",
+                        self.name,
+                        ipa,
+                        trap.far
+                    );
+                    return self.inject_walk_abort32(
+                        regs,
+                        trap.far,
+                        crate::shadow::AccessKind::Exec,
+                        hw,
+                    );
+                }
                 crate::guest_warn!(
                     "{}: instruction fetch from {} (pc {:#x}) is not guest RAM: injecting abort",
                     self.name,
@@ -460,6 +570,32 @@ impl Vm {
             ExceptionClass::SysReg(iss) => {
                 self.counters.exit(ExitReason::SysReg);
                 self.sysreg(vcpu, regs, &syn, &iss, hw)
+            }
+            ExceptionClass::Cp15Mcr(iss) => self.cp15(vcpu, regs, &syn, &iss, hw),
+            ExceptionClass::Cp15Mcrr(iss) => self.cp15_64(vcpu, regs, &syn, &iss, hw),
+            ExceptionClass::Cp14Mcr(iss) => {
+                // Debug, trace and Jazelle registers (MDCR_EL2.TDA/TDOSA/TDRA): RAZ/WI,
+                // as for an AArch64 guest: the guest sees no debug features.
+                self.counters.exit(ExitReason::Cp15);
+                if self.cond_passes(regs, &syn) {
+                    aarch32::raz_wi(regs, &iss);
+                }
+                self.skip(regs, &syn);
+                Action::Resume
+            }
+            ExceptionClass::Cp14Ldc(_) | ExceptionClass::Other { ec: 0x0c, .. } => {
+                // LDC/STC and MRRC/MCRR to CP14 (debug): ignored; MRRC reads zero.
+                self.counters.exit(ExitReason::Cp15);
+                if syn.ec == 0x0c && self.cond_passes(regs, &syn) {
+                    aarch32::raz_wi64(regs, &aarch32::cp14_rrt_iss(syn.iss));
+                }
+                self.skip(regs, &syn);
+                Action::Resume
+            }
+            ExceptionClass::Other { ec: 0x32, .. } => {
+                // Software step: the stepped table write was finished by `finish_step`.
+                self.counters.exit(ExitReason::Step);
+                Action::Resume
             }
             _ => {
                 self.counters.exit(ExitReason::Other);
@@ -637,12 +773,33 @@ impl Vm {
                     return Action::Resume;
                 }
             }
+            if self.aarch32 {
+                crate::guest_warn!(
+                    "{}: stage-1 table walk at {} is outside guest RAM (va {:#x}): injecting the walk's abort",
+                    self.name,
+                    ipa,
+                    trap.far
+                );
+                let access = if iss.wnr {
+                    crate::shadow::AccessKind::Write
+                } else {
+                    crate::shadow::AccessKind::Read
+                };
+                return self.inject_walk_abort32(regs, trap.far, access, hw);
+            }
             crate::guest_warn!(
                 "{}: stage-1 table walk at {} is outside guest RAM: injecting abort",
                 self.name,
                 ipa
             );
-            return self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw);
+            return self.inject_abort_rw(regs, AbortKind::Data, trap.far, syn.il, iss.wnr, hw);
+        }
+        if iss.wnr {
+            if let FaultStatus::Permission { .. } = iss.fault() {
+                if let Some(a) = self.write_protected(regs, ipa, syn, iss, hw) {
+                    return a;
+                }
+            }
         }
         let mut mmio = self.mmio.lock();
         if mmio.is_emulated(ipa) {
@@ -654,16 +811,22 @@ impl Vm {
                         "{}: MMIO access at {} without a valid syndrome (e.g. LDP/STP), pc {:#x}: injecting abort",
                         self.name, ipa, regs.pc
                     );
-                    return self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw);
+                    return self.inject_abort_rw(regs, AbortKind::Data, trap.far, syn.il, iss.wnr, hw);
                 }
             };
             VmCounters::bump(&self.counters.mmio);
             match mmio.dispatch(ipa, &access, regs.get(access.reg)) {
                 Ok(out) => {
                     if let Some((r, v)) = out.writeback {
-                        regs.set(r, v);
+                        if self.aarch32 {
+                            // SRT is the AArch64 view of the register; AArch32 values
+                            // are 32 bits wide.
+                            regs.set(r, v & 0xffff_ffff);
+                        } else {
+                            regs.set(r, v);
+                        }
                     }
-                    regs.pc = regs.pc.wrapping_add(syn.instr_len());
+                    self.skip(regs, syn);
                     return Action::Resume;
                 }
                 Err(e) => {
@@ -674,7 +837,7 @@ impl Vm {
                         if access.write { "write" } else { "read" },
                         ipa
                     );
-                    return self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw);
+                    return self.inject_abort_rw(regs, AbortKind::Data, trap.far, syn.il, iss.wnr, hw);
                 }
             }
         }
@@ -702,7 +865,7 @@ impl Vm {
                 regs.pc
             );
         }
-        self.inject_abort(regs, AbortKind::Data, trap.far, syn.il, hw)
+        self.inject_abort_rw(regs, AbortKind::Data, trap.far, syn.il, iss.wnr, hw)
     }
 
     fn sysreg(
@@ -718,7 +881,7 @@ impl Vm {
         if iss.key() == esr::sysreg(3, 0, 12, 11, 5) && !iss.read {
             if let Some(v) = &self.vgic {
                 v.lock().sgi_v3(vcpu, regs.get(iss.rt));
-                regs.pc = regs.pc.wrapping_add(syn.instr_len());
+                self.skip(regs, syn);
                 return Action::Resume;
             }
         }
@@ -729,7 +892,7 @@ impl Vm {
             if iss.read {
                 regs.set(iss.rt, 0);
             }
-            regs.pc = regs.pc.wrapping_add(syn.instr_len());
+            self.skip(regs, syn);
             return Action::Resume;
         }
         crate::guest_warn!(
@@ -775,6 +938,34 @@ impl Vm {
         il: bool,
         hw: &mut dyn VcpuHw,
     ) -> Action {
+        self.inject_abort_rw(regs, kind, far, il, false, hw)
+    }
+
+    /// [`Vm::inject_abort`] for a data access that was a write (`write`: WnR).
+    fn inject_abort_rw(
+        &self,
+        regs: &mut GuestRegs,
+        kind: AbortKind,
+        far: u64,
+        il: bool,
+        write: bool,
+        hw: &mut dyn VcpuHw,
+    ) -> Action {
+        if self.aarch32 {
+            let long = self.guest_ttbcr(hw) & (1 << 31) != 0;
+            let fsr = aarch32::external_abort_fsr(write && kind == AbortKind::Data, long);
+            let exc = match kind {
+                AbortKind::Data => Exception32::DataAbort {
+                    dfsr: fsr,
+                    dfar: far as u32,
+                },
+                AbortKind::Instruction => Exception32::PrefetchAbort {
+                    ifsr: fsr,
+                    ifar: far as u32,
+                },
+            };
+            return self.inject32(regs, exc, hw);
+        }
         let st = self.guest_state(regs, hw);
         match inject::external_abort(&st, kind, VirtAddr::new(far), il) {
             // The abort happened at the very vector it would be delivered to: the
@@ -801,6 +992,9 @@ impl Vm {
     }
 
     fn inject_undef(&self, regs: &mut GuestRegs, il: bool, hw: &mut dyn VcpuHw) -> Action {
+        if self.aarch32 {
+            return self.inject32(regs, Exception32::Undef, hw);
+        }
         let st = self.guest_state(regs, hw);
         match inject::undefined_instruction(&st, il) {
             Ok(inj) => {
@@ -811,6 +1005,434 @@ impl Vm {
             Err(e) => {
                 crate::guest_warn!("{}: {e}: stopping the VM", self.name);
                 Action::Stop
+            }
+        }
+    }
+}
+
+impl Vm {
+    // ---------------------------------------------------------------------------------
+    // AArch32 guests.
+
+    /// Skips the trapped instruction (AArch32: and advances the IT state).
+    fn skip(&self, regs: &mut GuestRegs, syn: &esr::Syndrome) {
+        if self.aarch32 {
+            aarch32::skip_instruction(regs, syn.instr_len());
+        } else {
+            regs.pc = regs.pc.wrapping_add(syn.instr_len());
+        }
+    }
+
+    /// Whether a trapped AArch32 instruction's condition passed (ISS CV/COND, or ITSTATE).
+    fn cond_passes(&self, regs: &GuestRegs, syn: &esr::Syndrome) -> bool {
+        let cond = esr::Condition {
+            valid: syn.iss & (1 << 24) != 0,
+            cond: ((syn.iss >> 20) & 0xf) as u8,
+        };
+        aarch32::trap_condition_passes(cond, regs.pstate)
+    }
+
+    fn mode(&self, regs: &GuestRegs) -> Mode {
+        aarch32::current_mode(regs).unwrap_or(Mode::Svc)
+    }
+
+    /// The guest's TTBCR (virtual in shadow mode, live otherwise).
+    fn guest_ttbcr(&self, hw: &dyn VcpuHw) -> u32 {
+        match &self.shadow {
+            Some(sh) => sh.lock().regs.ttbcr,
+            None => hw.read_cp15(Cp15Reg::Ttbcr) as u32,
+        }
+    }
+
+    /// The guest's stage-1 regime (virtual in shadow mode, live otherwise).
+    fn guest_regime(&self, hw: &dyn VcpuHw) -> crate::shadow::Regime {
+        match &self.shadow {
+            Some(sh) => sh.lock().regs.regime(),
+            None => crate::shadow::Regime {
+                ttbr0: hw.read_cp15(Cp15Reg::Ttbr0) as u32,
+                ttbr1: hw.read_cp15(Cp15Reg::Ttbr1) as u32,
+                ttbcr: hw.read_cp15(Cp15Reg::Ttbcr) as u32,
+                dacr: hw.read_cp15(Cp15Reg::Dacr) as u32,
+                sctlr: hw.read_cp15(Cp15Reg::Sctlr) as u32,
+                contextidr: hw.read_cp15(Cp15Reg::Contextidr) as u32,
+                prrr: hw.read_cp15(Cp15Reg::Prrr) as u32,
+                nmrr: hw.read_cp15(Cp15Reg::Nmrr) as u32,
+            },
+        }
+    }
+
+    fn inject32(&self, regs: &mut GuestRegs, exc: Exception32, hw: &mut dyn VcpuHw) -> Action {
+        let sctlr = match &self.shadow {
+            Some(sh) => sh.lock().regs.sctlr,
+            None => hw.sctlr_el1() as u32,
+        };
+        let inj = aarch32::inject(exc, regs, sctlr, hw.vbar_el1() as u32);
+        if inj.pc == regs.pc && (inj.cpsr & 0x1f) == (regs.pstate & 0x1f) {
+            crate::guest_warn!(
+                "{}: exception at pc {:#x}, which is its own exception vector: the guest cannot recover; stopping the VM",
+                self.name,
+                regs.pc
+            );
+            return Action::Stop;
+        }
+        match exc {
+            Exception32::Undef { .. } => VmCounters::bump(&self.counters.undef_injected),
+            _ => VmCounters::bump(&self.counters.aborts_injected),
+        }
+        match inj.fault {
+            Some(FaultRegs::Data { dfsr, dfar }) => {
+                hw.write_cp15(Cp15Reg::Dfsr, dfsr as u64);
+                hw.write_cp15(Cp15Reg::Dfar, dfar as u64);
+            }
+            Some(FaultRegs::Prefetch { ifsr, ifar }) => {
+                hw.write_cp15(Cp15Reg::Ifsr, ifsr as u64);
+                hw.write_cp15(Cp15Reg::Ifar, ifar as u64);
+            }
+            None => {}
+        }
+        hw.set_spsr32(inj.spsr_bank, inj.spsr);
+        inj.apply(regs);
+        Action::Resume
+    }
+
+    /// Injects the abort the guest's own walk of `va` gives (AArch32 short descriptors):
+    /// an external abort on the table walk at the level that read outside RAM.
+    fn inject_walk_abort32(
+        &self,
+        regs: &mut GuestRegs,
+        far: u64,
+        kind: crate::shadow::AccessKind,
+        hw: &mut dyn VcpuHw,
+    ) -> Action {
+        let regime = self.guest_regime(hw);
+        let pl = if self.mode(regs) == Mode::Usr {
+            crate::shadow::Pl::Pl0
+        } else {
+            crate::shadow::Pl::Pl1
+        };
+        let access = crate::shadow::Access { pl, kind };
+        let fault = match (&self.ram_io, regime.is_short_descriptor()) {
+            (Some(io), true) => crate::shadow::translate(
+                &regime,
+                &RamView(io.as_ref()),
+                VirtAddr::new(far & 0xffff_ffff),
+                access,
+            )
+            .err(),
+            _ => None,
+        };
+        let write = kind == crate::shadow::AccessKind::Write;
+        let exc = match (fault, kind) {
+            (Some(f), crate::shadow::AccessKind::Exec) => Exception32::PrefetchAbort {
+                ifsr: f.ifsr(),
+                ifar: far as u32,
+            },
+            (Some(f), _) => Exception32::DataAbort {
+                dfsr: f.dfsr(write),
+                dfar: far as u32,
+            },
+            (None, crate::shadow::AccessKind::Exec) => Exception32::PrefetchAbort {
+                ifsr: aarch32::external_abort_fsr(false, !regime.is_short_descriptor()),
+                ifar: far as u32,
+            },
+            (None, _) => Exception32::DataAbort {
+                dfsr: aarch32::external_abort_fsr(write, !regime.is_short_descriptor()),
+                dfar: far as u32,
+            },
+        };
+        self.inject32(regs, exc, hw)
+    }
+
+    /// A trapped MCR/MRC to CP15.
+    fn cp15(
+        &self,
+        vcpu: usize,
+        regs: &mut GuestRegs,
+        syn: &esr::Syndrome,
+        iss: &esr::CpRtIss,
+        hw: &mut dyn VcpuHw,
+    ) -> Action {
+        let _ = vcpu;
+        if !self.cond_passes(regs, syn) {
+            self.counters.exit(ExitReason::Cp15);
+            self.skip(regs, syn);
+            return Action::Resume;
+        }
+        let rt = iss.rt;
+        let value = aarch32::read_rt(regs, rt) as u64;
+        if aarch32::is_pmu(iss) {
+            // PMU registers (MDCR_EL2.TPM): RAZ/WI, the guest sees no PMU.
+            self.counters.exit(ExitReason::Cp15);
+            aarch32::raz_wi(regs, iss);
+            self.skip(regs, syn);
+            return Action::Resume;
+        }
+        match aarch32::decode_mcr(iss) {
+            Cp15Op::Tlbi(op) if !iss.read => {
+                self.counters.exit(ExitReason::Tlbi);
+                let host = match &self.shadow {
+                    Some(sh) => sh.lock().tlbi(op.to_shadow_op(value as u32)),
+                    None => HostTlbOp::All,
+                };
+                hw.tlb(host);
+                self.skip(regs, syn);
+                Action::Resume
+            }
+            Cp15Op::Reg(reg) => {
+                self.counters.exit(ExitReason::Cp15);
+                if iss.read {
+                    let v = match &self.shadow {
+                        Some(sh) => sh.lock().read_reg(reg),
+                        None => None,
+                    }
+                    .unwrap_or_else(|| hw.read_cp15(reg));
+                    aarch32::write_rt(regs, rt, v as u32);
+                } else if let Some(a) = self.write_translation_reg(reg, value, hw) {
+                    return a;
+                }
+                self.skip(regs, syn);
+                Action::Resume
+            }
+            _ => {
+                self.counters.exit(ExitReason::Cp15);
+                crate::guest_warn!(
+                    "{}: trapped {} p15, {}, c{}, c{}, {} at pc {:#x}: injecting undefined instruction",
+                    self.name,
+                    if iss.read { "mrc" } else { "mcr" },
+                    iss.opc1,
+                    iss.crn,
+                    iss.crm,
+                    iss.opc2,
+                    regs.pc
+                );
+                self.inject_undef(regs, syn.il, hw)
+            }
+        }
+    }
+
+    /// Writes a translation register: through the shadow in shadow mode, else the real one.
+    /// `Some(action)` if the VM must stop.
+    fn write_translation_reg(
+        &self,
+        reg: Cp15Reg,
+        value: u64,
+        hw: &mut dyn VcpuHw,
+    ) -> Option<Action> {
+        let (Some(sh), Some(io)) = (&self.shadow, &self.ram_io) else {
+            hw.write_cp15(reg, value);
+            return None;
+        };
+        let res = sh.lock().write_reg(reg, value, &RamView(io.as_ref()));
+        match res {
+            None => {
+                hw.write_cp15(reg, value);
+                None
+            }
+            Some(Ok(e)) => {
+                self.apply_effects(e, hw);
+                None
+            }
+            Some(Err(e)) => {
+                crate::guest_warn!("{}: {e}; stopping the VM", self.name);
+                Some(Action::Stop)
+            }
+        }
+    }
+
+    /// A trapped MCRR/MRRC to CP15 (64-bit TTBRs in shadow mode, ICC_SGI1R for GICv3).
+    fn cp15_64(
+        &self,
+        vcpu: usize,
+        regs: &mut GuestRegs,
+        syn: &esr::Syndrome,
+        iss: &esr::CpRrtIss,
+        hw: &mut dyn VcpuHw,
+    ) -> Action {
+        self.counters.exit(ExitReason::Cp15);
+        if !self.cond_passes(regs, syn) {
+            self.skip(regs, syn);
+            return Action::Resume;
+        }
+        let value = aarch32::read_rt_pair(regs, iss);
+        if aarch32::is_pmu64(iss) {
+            aarch32::raz_wi64(regs, iss);
+            self.skip(regs, syn);
+            return Action::Resume;
+        }
+        // ICC_SGI1R: MCRR p15, 0, <Rt>, <Rt2>, c12.
+        if iss.opc1 == 0 && iss.crm == 12 && !iss.read {
+            if let Some(v) = &self.vgic {
+                v.lock().sgi_v3(vcpu, value);
+                self.skip(regs, syn);
+                return Action::Resume;
+            }
+        }
+        match aarch32::decode_mcrr(iss) {
+            Some(reg) => {
+                if iss.read {
+                    let v = match &self.shadow {
+                        Some(sh) => sh.lock().read_reg(reg),
+                        None => None,
+                    }
+                    .unwrap_or_else(|| hw.read_cp15(reg));
+                    aarch32::write_rt_pair(regs, iss, v);
+                } else if let Some(a) = self.write_translation_reg(reg, value, hw) {
+                    return a;
+                }
+                self.skip(regs, syn);
+                Action::Resume
+            }
+            None => {
+                crate::guest_warn!(
+                    "{}: trapped {} p15, {}, c{} at pc {:#x}: injecting undefined instruction",
+                    self.name,
+                    if iss.read { "mrrc" } else { "mcrr" },
+                    iss.opc1,
+                    iss.crm,
+                    regs.pc
+                );
+                self.inject_undef(regs, syn.il, hw)
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Shadow mode.
+
+    /// Carries out what a shadow operation asks of the hardware and of stage 2.
+    fn apply_effects(&self, e: Effects, hw: &mut dyn VcpuHw) {
+        if !e.wp.is_empty() {
+            let mut mem = self.mem.lock();
+            for (page, ro) in e.wp {
+                if !self.ram.contains(page) {
+                    continue;
+                }
+                let prot = if ro { Prot::RX } else { Prot::RWX };
+                if let Err(err) = mem.protect(page, 4096, prot) {
+                    debug!("{}: stage-2 protect {page}: {err}", self.name);
+                }
+            }
+        }
+        if let Some(r) = e.program {
+            hw.program_shadow(&r);
+        }
+        if e.flush != HostTlbOp::None {
+            hw.tlb(e.flush);
+        }
+    }
+
+    /// Starts (or restarts, after a reset) shadowing for a shadow-mode VM's boot vCPU and
+    /// programs the real translation registers. `Stop` if the engine cannot start.
+    pub fn shadow_start(&self, hw: &mut dyn VcpuHw) -> Action {
+        let (Some(sh), Some(io)) = (&self.shadow, &self.ram_io) else {
+            return Action::Resume;
+        };
+        let res = sh.lock().start(&RamView(io.as_ref()));
+        match res {
+            Ok(e) => {
+                self.apply_effects(e, hw);
+                Action::Resume
+            }
+            Err(e) => {
+                crate::guest_warn!("{}: {e}; stopping the VM", self.name);
+                Action::Stop
+            }
+        }
+    }
+
+    /// A write fault on RAM: if it hit a write-protected guest table, emulates it (with a
+    /// syndrome) or single-steps it (without one). `None` if it is not a shadow matter.
+    fn write_protected(
+        &self,
+        regs: &mut GuestRegs,
+        ipa: GuestPhysAddr,
+        syn: &esr::Syndrome,
+        iss: &esr::DataAbortIss,
+        hw: &mut dyn VcpuHw,
+    ) -> Option<Action> {
+        let (sh, io) = (self.shadow.as_ref()?, self.ram_io.as_ref()?);
+        if !self.ram.contains(ipa) || !sh.lock().is_protected(ipa) {
+            return None;
+        }
+        self.counters.exit(ExitReason::WriteProtect);
+        let view = RamView(io.as_ref());
+        if iss.isv {
+            let size = 1u64 << iss.sas;
+            let value = regs.get(iss.srt) & if size == 8 { u64::MAX } else { (1 << (8 * size)) - 1 };
+            let Some(words) = shadowvm::store_words(ipa, size, value, &view) else {
+                return None;
+            };
+            if !io.write(ipa, &value.to_le_bytes()[..size as usize]) {
+                return None;
+            }
+            let res = {
+                let mut g = sh.lock();
+                g.counters.wp_emulated += 1;
+                g.sync_words(&words, &view)
+            };
+            return Some(match res {
+                Ok(e) => {
+                    self.apply_effects(e, hw);
+                    self.skip(regs, syn);
+                    Action::Resume
+                }
+                Err(e) => {
+                    crate::guest_warn!("{}: {e}; stopping the VM", self.name);
+                    Action::Stop
+                }
+            });
+        }
+        // No syndrome (STM, STRD, writeback forms): open the page, let the guest run that
+        // one instruction, then diff the page and close it again (`finish_step`).
+        let page = ipa.align_down(4096);
+        let mut before = alloc::vec![0u8; 4096];
+        if !io.read(page, &mut before) {
+            return None;
+        }
+        sh.lock().counters.wp_stepped += 1;
+        if let Err(e) = self.mem.lock().protect(page, 4096, Prot::RWX) {
+            crate::guest_warn!("{}: cannot open {page} for a stepped write: {e}", self.name);
+            return Some(Action::Stop);
+        }
+        hw.tlb(HostTlbOp::All);
+        *self.step.lock() = Some((page, before));
+        regs.pstate |= PSTATE_SS;
+        hw.set_single_step(true);
+        Some(Action::Resume)
+    }
+
+    /// Ends a single-stepped table write, if one is under way: closes the page again and
+    /// syncs every word the guest changed. Called after every exit of a shadow-mode vCPU.
+    /// `Some(Stop)` if the engine failed.
+    pub fn finish_step(&self, regs: &mut GuestRegs, hw: &mut dyn VcpuHw) -> Option<Action> {
+        let (page, before) = self.step.lock().take()?;
+        regs.pstate &= !PSTATE_SS;
+        hw.set_single_step(false);
+        let (sh, io) = (self.shadow.as_ref()?, self.ram_io.as_ref()?);
+        let mut after = alloc::vec![0u8; 4096];
+        if !io.read(page, &mut after) {
+            return None;
+        }
+        let mut words = Vec::new();
+        for (i, (a, b)) in after.chunks(4).zip(before.chunks(4)).enumerate() {
+            if a != b {
+                let v = u32::from_le_bytes([a[0], a[1], a[2], a[3]]);
+                words.push((page + (4 * i) as u64, v));
+            }
+        }
+        if let Err(e) = self.mem.lock().protect(page, 4096, Prot::RX) {
+            debug!("{}: re-protect {page}: {e}", self.name);
+        }
+        let res = sh.lock().sync_words(&words, &RamView(io.as_ref()));
+        match res {
+            Ok(mut e) => {
+                e.flush = shadowvm::merge_flush(e.flush, HostTlbOp::All);
+                self.apply_effects(e, hw);
+                None
+            }
+            Err(e) => {
+                crate::guest_warn!("{}: {e}; stopping the VM", self.name);
+                Some(Action::Stop)
             }
         }
     }

@@ -7,7 +7,7 @@ use super::desc::{
     L1Desc, L2Desc, LargePageDesc, PageTableDesc, RegionAttrs, SectionDesc, SmallPageDesc,
     SupersectionDesc,
 };
-use super::pool::{Pool, ShadowView};
+use super::pool::{Pool, ShadowView, BLOCK_BYTES};
 use super::walk::{
     ap_permissions, sctlr, translate, Access, AccessKind, DomainAccess, Fault, GuestMemory,
     MemError, Regime, Translation,
@@ -23,14 +23,57 @@ type Deps = ([(u16, u16); 4], usize, Vec<(u16, u16)>);
 const MIB: u64 = 0x10_0000;
 const FOUR_GIB: u64 = 1 << 32;
 
-/// Cache key of a shadow root: the guest's TTBR0 table base and ASID. With the MMU off the
-/// single identity root has key `(u32::MAX, 0)`.
+/// Cache key of a shadow root: the guest's TTBR0 table base only. With the MMU off the
+/// single identity root has key `u32::MAX` (never a table base: those are 128-byte aligned).
+///
+/// The ASID is deliberately not part of the key: shadow contents do not depend on it (the
+/// hardware TLB tags nG entries with the live CONTEXTIDR, which [`ShadowRegs::contextidr`]
+/// carries), so a CONTEXTIDR-only change is a cache hit that only changes the registers,
+/// and a guest context switch that writes CONTEXTIDR before TTBR0 (as Linux does) builds
+/// nothing for the transient (old TTBR0, new ASID) pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RootKey {
     /// Guest physical base of the TTBR0 first-level table.
     pub ttbr0_base: u32,
-    /// ASID (CONTEXTIDR\[7:0\]).
-    pub asid: u8,
+}
+
+/// Construction options of a [`ShadowEngine`] (see [`ShadowEngine::with_options`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShadowOptions {
+    /// Write protection of guest translation-table pages is done outside the engine (by
+    /// stage-2 permissions), not by read-only shadow entries.
+    ///
+    /// The engine still keeps the reference-counted protected set (the pages holding the
+    /// guest L1 tables of cached roots and the guest L2 tables referenced by shadow entries)
+    /// and reports its changes through [`ShadowEngine::take_wp_changes`], but shadow entries
+    /// keep the guest's permissions on protected pages, sections, supersections and large
+    /// pages are never split because of protection, and protection changes cause no rescans.
+    /// [`ShadowEngine::classify`] still reports [`Resolution::WriteProtect`] for a write to a
+    /// protected page.
+    pub external_wp: bool,
+}
+
+/// Memory accounting of the engine (see [`ShadowEngine::memory_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Shadow first-level tables in use (16 KiB each).
+    pub shadow_l1_tables: usize,
+    /// Shadow second-level tables in use (1 KiB each).
+    pub shadow_l2_tables: usize,
+    /// Shadow table bytes in use: `shadow_l1_tables * 16 KiB + shadow_l2_tables * 1 KiB`.
+    pub shadow_bytes: u64,
+    /// Pool bytes taken: 16 KiB per block holding a first-level table or at least one
+    /// second-level table (so at least `shadow_bytes`).
+    pub pool_bytes: u64,
+    /// Distinct guest second-level tables referenced by shadow entries.
+    pub guest_l2_tables: usize,
+    /// Distinct guest translation-table bytes the engine shadows: the union of the guest
+    /// first-level tables of the cached roots (TTBR0 table, 16 KiB >> N, each; plus the
+    /// 16 KiB TTBR1 table when N≠0) and the referenced guest second-level tables (1 KiB
+    /// each).
+    pub guest_table_bytes: u64,
+    /// Guest pages in the protected set ([`ShadowEngine::protected_pages`]).
+    pub protected_pages: usize,
 }
 
 /// Counters kept by the engine.
@@ -434,7 +477,13 @@ pub struct ShadowEngine {
     /// Guest L2 table (gpa >> 10) → shadow L1 entries (root slot, L1 index) built from it.
     rmap: BTreeMap<u32, Vec<(u16, u16)>>,
     wp: WpSet,
+    /// Pages whose protection changed and whose shadow mappings must be rescanned (own
+    /// write protection only).
     pending: Vec<u32>,
+    /// External write protection: page → protected state at the last
+    /// [`ShadowEngine::take_wp_changes`], for each page whose state changed since.
+    wp_changes: BTreeMap<u32, bool>,
+    opts: ShadowOptions,
     stats: Stats,
     tick: u64,
     flush: FlushAcc,
@@ -442,8 +491,14 @@ pub struct ShadowEngine {
 
 impl ShadowEngine {
     /// An engine drawing shadow tables from `pool` and caching at most `max_roots` roots
-    /// (at least 1). Nothing is built until [`ShadowEngine::set_regime`].
+    /// (at least 1), with default options (the shadows write-protect guest table pages
+    /// themselves). Nothing is built until [`ShadowEngine::set_regime`].
     pub fn new(pool: Pool, max_roots: usize) -> Self {
+        Self::with_options(pool, max_roots, ShadowOptions::default())
+    }
+
+    /// [`ShadowEngine::new`] with explicit options.
+    pub fn with_options(pool: Pool, max_roots: usize, opts: ShadowOptions) -> Self {
         ShadowEngine {
             pool,
             regime: None,
@@ -453,9 +508,110 @@ impl ShadowEngine {
             rmap: BTreeMap::new(),
             wp: WpSet::new(),
             pending: Vec::new(),
+            wp_changes: BTreeMap::new(),
+            opts,
             stats: Stats::default(),
             tick: 0,
             flush: FlushAcc::default(),
+        }
+    }
+
+    /// The options the engine was built with.
+    pub fn options(&self) -> ShadowOptions {
+        self.opts
+    }
+
+    /// Drops everything for a VM reboot: every cached root, the guest regime, the reverse
+    /// map and the protected set (with external write protection, every page that was
+    /// protected is reported unprotected by the next [`ShadowEngine::take_wp_changes`]).
+    /// The pool (now entirely free) and the statistics are kept (the dropped roots count as
+    /// evictions); the host TLB flush the dropped roots need is reported by the next
+    /// [`ShadowEngine::set_regime`] or [`ShadowEngine::take_flush`]. The next
+    /// [`ShadowEngine::set_regime`] starts from scratch.
+    pub fn reset(&mut self) {
+        self.drop_all_roots();
+        self.roots.clear();
+        self.regime = None;
+        self.active = None;
+    }
+
+    /// Protection changes since the last call (external write protection; always empty
+    /// otherwise): `(page address, now protected)` for each guest page whose protected state
+    /// differs from the one reported last, once per page, in increasing address order. A
+    /// page protected and released again in between is not reported.
+    ///
+    /// With [`ShadowOptions::external_wp`] the caller must apply these to stage 2 (write
+    /// protect / unprotect the page) after every [`ShadowEngine::set_regime`],
+    /// [`ShadowEngine::sync_write`], [`ShadowEngine::resolve_fault`] and
+    /// [`ShadowEngine::reset`] before the guest runs again.
+    pub fn take_wp_changes(&mut self) -> Vec<(GuestPhysAddr, bool)> {
+        if self.wp_changes.is_empty() {
+            return Vec::new();
+        }
+        let changes = core::mem::take(&mut self.wp_changes);
+        changes
+            .into_iter()
+            .filter_map(|(page, was)| {
+                let gpa = (page as u64) << 12;
+                let now = self.wp.contains(gpa);
+                (now != was).then_some((GuestPhysAddr::new(gpa), now))
+            })
+            .collect()
+    }
+
+    /// The protected guest pages (page addresses, increasing): the pages holding the guest
+    /// L1 tables of cached roots and the guest L2 tables referenced by shadow entries.
+    pub fn protected(&self) -> impl Iterator<Item = GuestPhysAddr> + '_ {
+        self.wp
+            .pages()
+            .map(|p| GuestPhysAddr::new((p as u64) << 12))
+    }
+
+    /// Shadow and shadowed guest table memory (for benchmarks; costs a walk over the
+    /// cached roots and the reverse map).
+    pub fn memory_stats(&self) -> MemoryStats {
+        let (l1, l2) = self.pool.usage();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        if let Some(regime) = self.regime.filter(|r| r.mmu_on()) {
+            let len0 = regime.ttbr0_table().1 as u64;
+            for root in self.roots.iter().flatten() {
+                if root.key.ttbr0_base != u32::MAX {
+                    let b = root.key.ttbr0_base as u64;
+                    ranges.push((b, b + len0));
+                }
+            }
+            if let (Some((b1, len1)), true) = (regime.ttbr1_table(), self.cached_roots() != 0) {
+                ranges.push((b1 as u64, b1 as u64 + len1 as u64));
+            }
+        }
+        for &k in self.rmap.keys() {
+            let b = (k as u64) << 10;
+            ranges.push((b, b + 0x400));
+        }
+        ranges.sort_unstable();
+        let mut bytes = 0;
+        let mut cur: Option<(u64, u64)> = None;
+        for (a, b) in ranges {
+            cur = match cur {
+                Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+                Some((ca, cb)) => {
+                    bytes += cb - ca;
+                    Some((a, b))
+                }
+                None => Some((a, b)),
+            };
+        }
+        if let Some((ca, cb)) = cur {
+            bytes += cb - ca;
+        }
+        MemoryStats {
+            shadow_l1_tables: l1,
+            shadow_l2_tables: l2,
+            shadow_bytes: l1 as u64 * BLOCK_BYTES + l2 as u64 * 0x400,
+            pool_bytes: self.pool.blocks_in_use() as u64 * BLOCK_BYTES,
+            guest_l2_tables: self.rmap.len(),
+            guest_table_bytes: bytes,
+            protected_pages: self.wp.len(),
         }
     }
 
@@ -479,12 +635,13 @@ impl ShadowEngine {
         self.roots.iter().filter(|r| r.is_some()).count()
     }
 
-    /// Number of write-protected guest pages.
+    /// Number of write-protected guest pages (the protected set).
     pub fn protected_pages(&self) -> usize {
         self.wp.len()
     }
 
-    /// True if the guest page holding `gpa` is write-protected in the shadows.
+    /// True if the guest page holding `gpa` is in the protected set: write-protected in the
+    /// shadows, or (with [`ShadowOptions::external_wp`]) to be write-protected by stage 2.
     pub fn is_protected(&self, gpa: GuestPhysAddr) -> bool {
         self.wp.contains(gpa.raw())
     }
@@ -536,9 +693,12 @@ impl ShadowEngine {
     /// Installs a new guest regime (any of TTBR0, TTBR1, TTBCR, DACR, SCTLR, CONTEXTIDR,
     /// PRRR, NMRR changed) and activates the shadow root for it, building it on a cache miss.
     ///
-    /// Costs: TTBR0/ASID switch = cache lookup (build on miss); DACR no-access↔client = none;
-    /// DACR client↔manager = refill of that domain's entries; TTBCR, TTBR1 base, SCTLR.M,
-    /// AFE, WXN, UWXN = drop every root. TRE, PRRR, NMRR only change the registers.
+    /// Costs: TTBR0 table base switch = cache lookup (build on miss); CONTEXTIDR (ASID),
+    /// TTBR0 walk attributes, TRE, PRRR, NMRR = only the registers change; DACR
+    /// no-access↔client = none; DACR client↔manager = refill of that domain's entries;
+    /// TTBCR, TTBR1 base (N≠0), SCTLR.M, AFE, WXN, UWXN = drop every root (with external
+    /// write protection every protected page is then reported unprotected, see
+    /// [`ShadowEngine::take_wp_changes`]).
     /// Errors: long descriptors; pool exhausted (the root is left partly faulting, which
     /// [`ShadowEngine::resolve_fault`] reports as `Unrepresentable`).
     pub fn set_regime<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
@@ -744,17 +904,51 @@ impl ShadowEngine {
     // Root cache.
 
     fn key_for(regime: &Regime) -> RootKey {
-        if regime.mmu_on() {
-            RootKey {
-                ttbr0_base: regime.ttbr0_table().0,
-                asid: regime.asid(),
-            }
-        } else {
-            RootKey {
-                ttbr0_base: u32::MAX,
-                asid: 0,
-            }
+        RootKey {
+            ttbr0_base: if regime.mmu_on() {
+                regime.ttbr0_table().0
+            } else {
+                u32::MAX
+            },
         }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Write protection.
+
+    /// Adds a reference to guest page `page` (gpa >> 12) in the protected set.
+    fn protect(&mut self, page: u32) {
+        if self.wp.inc(page) {
+            self.wp_changed(page, false);
+        }
+    }
+
+    /// Drops a reference to guest page `page` in the protected set.
+    fn unprotect(&mut self, page: u32) {
+        if self.wp.dec(page) {
+            self.wp_changed(page, true);
+        }
+    }
+
+    /// Page `page` just changed protection; `was` is its previous state.
+    fn wp_changed(&mut self, page: u32, was: bool) {
+        if self.opts.external_wp {
+            self.wp_changes.entry(page).or_insert(was);
+        } else {
+            self.pending.push(page);
+        }
+    }
+
+    /// True if shadow entries must map the page holding `gpa` read-only.
+    #[inline(always)]
+    fn ro(&self, gpa: u64) -> bool {
+        !self.opts.external_wp && self.wp.contains(gpa)
+    }
+
+    /// True if a shadow mapping of `[gpa, gpa + len)` must be split for write protection.
+    #[inline]
+    fn ro_any_in(&self, gpa: u64, len: u64) -> bool {
+        !self.opts.external_wp && self.wp.any_in(gpa, len)
     }
 
     fn activate<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
@@ -817,9 +1011,7 @@ impl ShadowEngine {
                 }
             }
             for &p in &l1_pages {
-                if self.wp.inc(p) {
-                    self.pending.push(p);
-                }
+                self.protect(p);
             }
         }
         self.roots[r] = Some(Root {
@@ -846,9 +1038,7 @@ impl ShadowEngine {
                         .entry(t.base >> 10)
                         .or_default()
                         .push((r as u16, idx as u16));
-                    if self.wp.inc(t.base >> 12) {
-                        self.pending.push(t.base >> 12);
-                    }
+                    self.protect(t.base >> 12);
                     if let Some(root) = self.roots[r].as_mut() {
                         root.ents[idx].guest_l2 = t.base;
                     }
@@ -893,18 +1083,14 @@ impl ShadowEngine {
         for (idx, e) in root.ents.iter().enumerate() {
             if e.guest_l2 != NONE {
                 self.rmap_remove(e.guest_l2, r, idx);
-                if self.wp.dec(e.guest_l2 >> 12) {
-                    self.pending.push(e.guest_l2 >> 12);
-                }
+                self.unprotect(e.guest_l2 >> 12);
             }
             if e.shadow_l2 != NONE {
                 self.pool.free_l2(e.shadow_l2);
             }
         }
         for &p in &root.l1_pages {
-            if self.wp.dec(p) {
-                self.pending.push(p);
-            }
+            self.unprotect(p);
         }
         self.pool.free_l1(root.l1);
         if self.active == Some(r) {
@@ -920,6 +1106,12 @@ impl ShadowEngine {
             }
         }
         self.rmap.clear();
+        // Evicting every root released every reference; anything left (none expected) is
+        // released here too so that external protection never outlives the roots.
+        let left: Vec<u32> = self.wp.pages().collect();
+        for page in left {
+            self.wp_changed(page, true);
+        }
         self.wp.clear();
         self.pending.clear();
         self.active = None;
@@ -1038,18 +1230,14 @@ impl ShadowEngine {
         if new_guest_l2 != old.guest_l2 {
             if old.guest_l2 != NONE {
                 self.rmap_remove(old.guest_l2, r, idx);
-                if self.wp.dec(old.guest_l2 >> 12) {
-                    self.pending.push(old.guest_l2 >> 12);
-                }
+                self.unprotect(old.guest_l2 >> 12);
             }
             if new_guest_l2 != NONE {
                 self.rmap
                     .entry(new_guest_l2 >> 10)
                     .or_default()
                     .push((r as u16, idx as u16));
-                if self.wp.inc(new_guest_l2 >> 12) {
-                    self.pending.push(new_guest_l2 >> 12);
-                }
+                self.protect(new_guest_l2 >> 12);
             }
             if let Some(root) = self.roots[r].as_mut() {
                 root.ents[idx].guest_l2 = new_guest_l2;
@@ -1168,7 +1356,7 @@ impl ShadowEngine {
         if len < 16 * MIB
             || hpa & (16 * MIB - 1) != 0
             || hpa >= 1 << 40
-            || self.wp.any_in(ss.base, 16 * MIB)
+            || self.ro_any_in(ss.base, 16 * MIB)
         {
             return None;
         }
@@ -1209,7 +1397,7 @@ impl ShadowEngine {
                 if left >= MIB
                     && h & (MIB - 1) == 0
                     && h <= FOUR_GIB - MIB
-                    && !self.wp.any_in(reg.gpa, MIB) =>
+                    && !self.ro_any_in(reg.gpa, MIB) =>
             {
                 let (ap, xn, pxn) =
                     perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, false, true);
@@ -1243,7 +1431,7 @@ impl ShadowEngine {
                     && left >= 0x1_0000
                     && h & 0xffff == 0
                     && h <= FOUR_GIB - 0x1_0000
-                    && !self.wp.any_in(g, 0x1_0000)
+                    && !self.ro_any_in(g, 0x1_0000)
                 {
                     let (ap, xn, _) =
                         perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, false, false);
@@ -1261,7 +1449,7 @@ impl ShadowEngine {
                     continue;
                 }
                 if h <= FOUR_GIB - 0x1000 {
-                    let wp = self.wp.contains(g);
+                    let wp = self.ro(g);
                     let (ap, xn, _) =
                         perm_bits(regime, reg.ap, reg.xn, reg.pxn, manager, wp, false);
                     buf[k] = L2Desc::Small(SmallPageDesc {
@@ -1323,7 +1511,7 @@ impl ShadowEngine {
             let gpa = (w & 0xffff_f000) as u64;
             match cache.get(map, gpa).0 {
                 Some(h) if h <= FOUR_GIB - 0x1000 => {
-                    if !self.wp.contains(gpa) {
+                    if !self.ro(gpa) {
                         return (h as u32 & 0xffff_f000) | (w & 0xfff);
                     }
                 }
@@ -1365,7 +1553,7 @@ impl ShadowEngine {
                     if left >= 0x1_0000
                         && h & 0xffff == 0
                         && h <= FOUR_GIB - 0x1_0000
-                        && !self.wp.any_in(l.base as u64, 0x1_0000)
+                        && !self.ro_any_in(l.base as u64, 0x1_0000)
                     {
                         let (ap, xn, _) = perm_bits(regime, ap, xn, false, manager, false, false);
                         return L2Desc::Large(LargePageDesc {
@@ -1384,7 +1572,7 @@ impl ShadowEngine {
         let (hpa, _) = cache.get(map, gpa);
         match hpa {
             Some(h) if h <= FOUR_GIB - 0x1000 => {
-                let wp = self.wp.contains(gpa);
+                let wp = self.ro(gpa);
                 let (ap, xn, _) = perm_bits(regime, ap, xn, false, manager, wp, false);
                 L2Desc::Small(SmallPageDesc {
                     base: h as u32,

@@ -60,8 +60,8 @@ mod wp;
 
 pub use desc::{L1Desc, L2Desc, RegionAttrs};
 pub use engine::{
-    HostTlbOp, RegimeChange, Resolution, RootKey, ShadowEngine, ShadowRegs, Stats, SyncOutcome,
-    TlbOp,
+    HostTlbOp, MemoryStats, RegimeChange, Resolution, RootKey, ShadowEngine, ShadowOptions,
+    ShadowRegs, Stats, SyncOutcome, TlbOp,
 };
 pub use pool::{Pool, ShadowView};
 pub use walk::{

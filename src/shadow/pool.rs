@@ -66,6 +66,12 @@ impl Pool {
         (self.l1_in_use, self.l2_in_use)
     }
 
+    /// Blocks taken from the pool: first-level tables plus blocks split into second-level
+    /// slots (at least one of which is in use).
+    pub fn blocks_in_use(&self) -> usize {
+        self.blocks() - self.free_blocks.len()
+    }
+
     /// Host physical address of the first byte of the pool.
     pub fn base(&self) -> HostPhysAddr {
         self.base
@@ -202,6 +208,7 @@ mod tests {
         let l1b = p.alloc_l1().unwrap();
         assert_ne!(l1b, l1);
         assert_eq!(p.usage(), (2, 16));
+        assert_eq!(p.blocks_in_use(), 3);
         assert_eq!(p.l1_pa(1), 0x9000_4000);
         assert_eq!(p.l2_pa(slots[20]), 0x9000_0000 + slots[20] as u64 * 0x400);
     }

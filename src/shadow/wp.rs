@@ -100,6 +100,11 @@ impl WpSet {
         self.counts.clear();
     }
 
+    /// The protected pages (page numbers), increasing.
+    pub(crate) fn pages(&self) -> impl Iterator<Item = u32> + '_ {
+        self.counts.keys().copied()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.counts.len()
     }

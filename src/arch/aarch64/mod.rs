@@ -6,6 +6,9 @@ pub mod mem;
 pub mod switch;
 pub mod sysreg;
 
+use crate::aarch32::{Cp15Reg, SpsrBank};
+use crate::shadow::HostTlbOp;
+use crate::shadowvm::HwRegs;
 use crate::vm::{GuestRegs, Trap, VcpuHw};
 use crate::{read_sysreg, write_sysreg};
 pub use boot::{image_range, MAX_CPUS};
@@ -135,12 +138,17 @@ pub fn enable_el2_mmu(ttbr0: u64, tcr: u64, mair: u64) {
 }
 
 /// HCR_EL2 for an AArch64 (or AArch32 with `rw = false`) guest with stage-2 on:
-/// VM, SWIO, FMO, IMO, AMO, FB, BSU=inner shareable, TWI, TWE, TSC, RW.
-pub fn hcr_for_guest(rw_aarch64: bool) -> u64 {
+/// VM, SWIO, FMO, IMO, AMO, FB, BSU=inner shareable, TWI, TWE, TSC, RW. A shadow-paging
+/// guest (`shadow`) also traps its translation-register writes and reads (TVM, TRVM) and
+/// its TLB maintenance (TTLB).
+pub fn hcr_for_guest(rw_aarch64: bool, shadow: bool) -> u64 {
     let mut h = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9) | (1 << 10);
     h |= (1 << 13) | (1 << 14) | (1 << 19);
     if rw_aarch64 {
         h |= 1 << 31;
+    }
+    if shadow {
+        h |= (1 << 25) | (1 << 26) | (1 << 30);
     }
     h
 }
@@ -189,6 +197,24 @@ pub fn reset_el1() {
     sysreg::isb();
 }
 
+/// Puts the AArch32 EL1 state of an AArch32 vCPU into its reset state: SCTLR with
+/// the MMU, caches and alignment checks off (the Cortex-A57 AArch32 reset value), DACR,
+/// IFSR, the banked SPSRs and FPEXC zero.
+pub fn reset_el1_aarch32() {
+    reset_el1();
+    write_sysreg!("sctlr_el1", 0x00c5_0838);
+    write_sysreg!("dacr32_el2", 0);
+    write_sysreg!("ifsr32_el2", 0);
+    write_sysreg!("fpexc32_el2", 0);
+    write_sysreg!("spsr_abt", 0);
+    write_sysreg!("spsr_und", 0);
+    write_sysreg!("spsr_irq", 0);
+    write_sysreg!("spsr_fiq", 0);
+    write_sysreg!("esr_el1", 0);
+    write_sysreg!("far_el1", 0);
+    sysreg::isb();
+}
+
 /// Disables the EL1 virtual and physical timers (CNTV_CTL_EL0/CNTP_CTL_EL0 = 0), so
 /// that a stopped vCPU's timer does not keep interrupting its idle physical CPU.
 pub fn quiesce_el1_timers() {
@@ -224,6 +250,129 @@ impl VcpuHw for LiveEl1 {
         write_sysreg!("elr_el1", elr);
         write_sysreg!("spsr_el1", spsr);
     }
+    fn read_cp15(&self, reg: Cp15Reg) -> u64 {
+        // The AArch32 registers' AArch64 homes (ARM ARM, each AArch32 register's
+        // "Configurations" section: e.g. DFAR is FAR_EL1[31:0], IFAR FAR_EL1[63:32]).
+        let lo = |v: u64| v & 0xffff_ffff;
+        match reg {
+            Cp15Reg::Sctlr => lo(read_sysreg!("sctlr_el1")),
+            Cp15Reg::Ttbr0 => read_sysreg!("ttbr0_el1"),
+            Cp15Reg::Ttbr1 => read_sysreg!("ttbr1_el1"),
+            Cp15Reg::Ttbcr => lo(read_sysreg!("tcr_el1")),
+            Cp15Reg::Ttbcr2 => read_sysreg!("tcr_el1") >> 32,
+            Cp15Reg::Dacr => lo(read_sysreg!("dacr32_el2")),
+            Cp15Reg::Dfsr => lo(read_sysreg!("esr_el1")),
+            Cp15Reg::Ifsr => lo(read_sysreg!("ifsr32_el2")),
+            Cp15Reg::Adfsr => lo(read_sysreg!("afsr0_el1")),
+            Cp15Reg::Aifsr => lo(read_sysreg!("afsr1_el1")),
+            Cp15Reg::Dfar => lo(read_sysreg!("far_el1")),
+            Cp15Reg::Ifar => read_sysreg!("far_el1") >> 32,
+            Cp15Reg::Prrr => lo(read_sysreg!("mair_el1")),
+            Cp15Reg::Nmrr => read_sysreg!("mair_el1") >> 32,
+            Cp15Reg::Amair0 => lo(read_sysreg!("amair_el1")),
+            Cp15Reg::Amair1 => read_sysreg!("amair_el1") >> 32,
+            Cp15Reg::Contextidr => lo(read_sysreg!("contextidr_el1")),
+        }
+    }
+    fn write_cp15(&mut self, reg: Cp15Reg, v: u64) {
+        let lo = |old: u64| (old & !0xffff_ffff) | (v & 0xffff_ffff);
+        let hi = |old: u64| (old & 0xffff_ffff) | (v << 32);
+        match reg {
+            Cp15Reg::Sctlr => write_sysreg!("sctlr_el1", v & 0xffff_ffff),
+            Cp15Reg::Ttbr0 => write_sysreg!("ttbr0_el1", v),
+            Cp15Reg::Ttbr1 => write_sysreg!("ttbr1_el1", v),
+            Cp15Reg::Ttbcr => write_sysreg!("tcr_el1", lo(read_sysreg!("tcr_el1"))),
+            Cp15Reg::Ttbcr2 => write_sysreg!("tcr_el1", hi(read_sysreg!("tcr_el1"))),
+            Cp15Reg::Dacr => write_sysreg!("dacr32_el2", v & 0xffff_ffff),
+            Cp15Reg::Dfsr => write_sysreg!("esr_el1", v & 0xffff_ffff),
+            Cp15Reg::Ifsr => write_sysreg!("ifsr32_el2", v & 0xffff_ffff),
+            Cp15Reg::Adfsr => write_sysreg!("afsr0_el1", v & 0xffff_ffff),
+            Cp15Reg::Aifsr => write_sysreg!("afsr1_el1", v & 0xffff_ffff),
+            Cp15Reg::Dfar => write_sysreg!("far_el1", lo(read_sysreg!("far_el1"))),
+            Cp15Reg::Ifar => write_sysreg!("far_el1", hi(read_sysreg!("far_el1"))),
+            Cp15Reg::Prrr => write_sysreg!("mair_el1", lo(read_sysreg!("mair_el1"))),
+            Cp15Reg::Nmrr => write_sysreg!("mair_el1", hi(read_sysreg!("mair_el1"))),
+            Cp15Reg::Amair0 => write_sysreg!("amair_el1", lo(read_sysreg!("amair_el1"))),
+            Cp15Reg::Amair1 => write_sysreg!("amair_el1", hi(read_sysreg!("amair_el1"))),
+            Cp15Reg::Contextidr => write_sysreg!("contextidr_el1", v & 0xffff_ffff),
+        }
+        sysreg::isb();
+    }
+    fn set_spsr32(&mut self, bank: SpsrBank, v: u32) {
+        match bank {
+            SpsrBank::Und => write_sysreg!("spsr_und", v as u64),
+            SpsrBank::Abt => write_sysreg!("spsr_abt", v as u64),
+        }
+    }
+    fn program_shadow(&mut self, r: &HwRegs) {
+        write_sysreg!("ttbr0_el1", r.ttbr0 as u64);
+        write_sysreg!("ttbr1_el1", 0);
+        write_sysreg!("tcr_el1", r.ttbcr as u64);
+        write_sysreg!("dacr32_el2", r.dacr as u64);
+        write_sysreg!("contextidr_el1", r.contextidr as u64);
+        write_sysreg!("mair_el1", r.prrr as u64 | (r.nmrr as u64) << 32);
+        sysreg::dsb_ishst();
+        write_sysreg!("sctlr_el1", r.sctlr as u64);
+        sysreg::isb();
+    }
+    fn tlb(&mut self, op: HostTlbOp) {
+        // Shadow-table stores must reach the walker before the guest runs again.
+        sysreg::dsb_ishst();
+        // SAFETY (asm, every arm): EL1&0 TLB invalidation for the current VMID only
+        // removes cached translations of this VM; it cannot give the guest any access.
+        match op {
+            HostTlbOp::None => return,
+            HostTlbOp::All => unsafe {
+                core::arch::asm!("tlbi vmalle1is", options(nostack))
+            },
+            HostTlbOp::Mva { va, asid } => unsafe {
+                let x = ((asid as u64) << 48) | (va as u64 >> 12);
+                core::arch::asm!("tlbi vae1is, {x}", x = in(reg) x, options(nostack))
+            },
+            HostTlbOp::Asid(asid) => unsafe {
+                let x = (asid as u64) << 48;
+                core::arch::asm!("tlbi aside1is, {x}", x = in(reg) x, options(nostack))
+            },
+            HostTlbOp::Mvaa { va, pages } => {
+                for p in 0..pages.min(64) as u64 {
+                    let x = (va as u64 >> 12) + p;
+                    // SAFETY: as above.
+                    unsafe { core::arch::asm!("tlbi vaae1is, {x}", x = in(reg) x, options(nostack)) };
+                }
+                if pages > 64 {
+                    // SAFETY: as above.
+                    unsafe { core::arch::asm!("tlbi vmalle1is", options(nostack)) };
+                }
+            }
+        }
+        sysreg::dsb_ish();
+        sysreg::isb();
+    }
+    fn set_single_step(&mut self, on: bool) {
+        // MDSCR_EL1.SS (bit 0) arms software step; MDCR_EL2.TDE (bit 8) routes the step
+        // exception to EL2. The guest cannot see either: its debug registers are trapped.
+        let mdscr = read_sysreg!("mdscr_el1");
+        let mdcr = read_sysreg!("mdcr_el2");
+        if on {
+            write_sysreg!("mdscr_el1", mdscr | 1);
+            write_sysreg!("mdcr_el2", mdcr | (1 << 8));
+        } else {
+            write_sysreg!("mdscr_el1", mdscr & !1);
+            write_sysreg!("mdcr_el2", mdcr & !(1 << 8));
+        }
+        sysreg::isb();
+    }
+}
+
+/// Starts an AArch32 vCPU context at `entry` (bit 0 set: Thumb) in SVC mode with
+/// IRQ, FIQ and asynchronous aborts masked and r0..r2 as given.
+pub fn boot_regs32(regs: &mut GuestRegs, entry: u64, r: [u32; 3]) {
+    *regs = GuestRegs::zeroed();
+    for (i, v) in r.iter().enumerate() {
+        regs.x[i] = *v as u64;
+    }
+    regs.pc = entry & 0xffff_fffe;
+    regs.pstate = crate::vm::PSTATE_SVC_MASKED | if entry & 1 == 1 { 1 << 5 } else { 0 };
 }
 
 /// Starts a vCPU context at `entry` with x0 = `x0`, EL1h, interrupts masked.
