@@ -155,7 +155,9 @@ pub fn parse_zimage(k: &[u8]) -> Result<Option<ZImageHeader>, LoadError> {
     }
     let (start, end) = (u32_at(0x28).unwrap_or(0), u32_at(0x2c).unwrap_or(0));
     if end <= start {
-        return Err(LoadError::BadHeader("zImage end address is not above its start"));
+        return Err(LoadError::BadHeader(
+            "zImage end address is not above its start",
+        ));
     }
     let size = (end - start) as u64;
     if size > k.len() as u64 {

@@ -29,8 +29,8 @@ use alloc::vec::Vec;
 use crate::aarch32::Cp15Reg;
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 use crate::shadow::{
-    Backing, GuestMap, GuestMemory, HostTlbOp, Pool, Regime, ShadowEngine, ShadowError,
-    ShadowRegs, TlbOp,
+    Backing, GuestMap, GuestMemory, HostTlbOp, Pool, Regime, ShadowEngine, ShadowError, ShadowRegs,
+    TlbOp,
 };
 
 /// Guest physical address where stage 2 maps the shadow pool (read-only) for the

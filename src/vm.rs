@@ -811,7 +811,14 @@ impl Vm {
                         "{}: MMIO access at {} without a valid syndrome (e.g. LDP/STP), pc {:#x}: injecting abort",
                         self.name, ipa, regs.pc
                     );
-                    return self.inject_abort_rw(regs, AbortKind::Data, trap.far, syn.il, iss.wnr, hw);
+                    return self.inject_abort_rw(
+                        regs,
+                        AbortKind::Data,
+                        trap.far,
+                        syn.il,
+                        iss.wnr,
+                        hw,
+                    );
                 }
             };
             VmCounters::bump(&self.counters.mmio);
@@ -837,7 +844,14 @@ impl Vm {
                         if access.write { "write" } else { "read" },
                         ipa
                     );
-                    return self.inject_abort_rw(regs, AbortKind::Data, trap.far, syn.il, iss.wnr, hw);
+                    return self.inject_abort_rw(
+                        regs,
+                        AbortKind::Data,
+                        trap.far,
+                        syn.il,
+                        iss.wnr,
+                        hw,
+                    );
                 }
             }
         }
@@ -1358,7 +1372,12 @@ impl Vm {
         let view = RamView(io.as_ref());
         if iss.isv {
             let size = 1u64 << iss.sas;
-            let value = regs.get(iss.srt) & if size == 8 { u64::MAX } else { (1 << (8 * size)) - 1 };
+            let value = regs.get(iss.srt)
+                & if size == 8 {
+                    u64::MAX
+                } else {
+                    (1 << (8 * size)) - 1
+                };
             let Some(words) = shadowvm::store_words(ipa, size, value, &view) else {
                 return None;
             };
@@ -1571,6 +1590,9 @@ mod tests {
                 x0: 0,
             },
             vgic,
+            aarch32: false,
+            shadow: None,
+            ram_io: None,
         };
         let v = Vm::new(spec, Box::new(FakeMap::default()), mmio).unwrap();
         v.start();

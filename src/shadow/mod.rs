@@ -24,10 +24,18 @@
 //!   access-flag faults, ASID tagging and execute-never resolve identically. (Exception,
 //!   documented: with WXN/UWXN set, a guest manager-domain page that is writable is
 //!   not executable in the shadow; the engine never grants more than the guest.)
-//! - Guest translation-table pages are mapped read-only in the shadow (AP\[2\] set; XN/PXN
-//!   adjusted so WXN cannot make them executable). A reverse map from guest L2 tables to the
-//!   shadow entries built from them, plus each root's guest L1 table range, drives
-//!   incremental sync.
+//! - Guest translation-table pages are write-protected: the engine keeps a reference-counted
+//!   protected set (the pages holding the guest L1 tables of cached roots and the guest L2
+//!   tables referenced by shadow entries). By default ([`ShadowEngine::new`]) the shadow
+//!   maps them read-only (AP\[2\] set; XN/PXN adjusted so WXN cannot make them executable),
+//!   which splits sections/supersections/large pages covering them and rescans the shadows
+//!   when a page's protection changes. With [`ShadowOptions::external_wp`]
+//!   ([`ShadowEngine::with_options`]) the hypervisor protects them with stage-2 permissions
+//!   instead, so a guest write traps to EL2 and no EL1 permission fault is ever visible to
+//!   the guest: shadow entries keep the guest's permissions and sizes, nothing is rescanned,
+//!   and [`ShadowEngine::take_wp_changes`] reports the pages to (un)protect at stage 2.
+//!   A reverse map from guest L2 tables to the shadow entries built from them, plus each
+//!   root's guest L1 table range, drives incremental sync.
 //! - Guest RAM holes (emulated MMIO) are left faulting. Sections/supersections/large pages
 //!   are used only where the host backing is contiguous, aligned and free of protected
 //!   pages; otherwise the shadow splits down to small pages. So a shadow fault is not always
@@ -36,17 +44,30 @@
 //! - SCTLR.M=0 gives an identity shadow over guest RAM (Normal non-cacheable, full access,
 //!   domain 0 client).
 //!
+//! # Root cache
+//!
+//! Roots are cached by guest TTBR0 table base only ([`RootKey`]): shadow contents do not
+//! depend on the ASID, since the hardware TLB tags nG entries with the live CONTEXTIDR. A
+//! CONTEXTIDR-only change (Linux writes CONTEXTIDR, then TTBR0) is a cache hit that only
+//! changes [`ShadowRegs::contextidr`]. TTBCR, SCTLR.M/AFE/WXN/UWXN and (with N≠0) the TTBR1
+//! base are structural: every root is dropped and the protected set released. Least
+//! recently used roots are evicted when `max_roots` is reached or the pool runs out.
+//! [`ShadowEngine::reset`] drops everything for a VM reboot, and
+//! [`ShadowEngine::memory_stats`] accounts shadow and shadowed guest table memory.
+//!
 //! # Costs (see `benches/shadow.rs`)
 //!
 //! A guest walk is at most two table reads. A synced descriptor write is one reverse-map
 //! lookup and one (or 16, for large pages and supersections) shadow descriptor rewrites. A
 //! guest L1 write that hooks a new L2 table builds 256 shadow entries; when that makes a
 //! page newly write-protected (or releases one), every cached shadow is scanned for
-//! mappings of that page (O(shadow size), tens of microseconds).
+//! mappings of that page (O(shadow size), tens of microseconds) unless write protection is
+//! external.
 //!
-//! Guest descriptor writes must be trapped (the table pages are read-only) and reported with
-//! [`ShadowEngine::sync_write`]; shadows are therefore never behind guest memory, and guest
-//! TLB maintenance only has to be mirrored to the hardware TLB ([`ShadowEngine::tlb_op`]).
+//! Guest descriptor writes must be trapped (the table pages are read-only, in the shadow or
+//! at stage 2) and reported with [`ShadowEngine::sync_write`]; shadows are therefore never
+//! behind guest memory, and guest TLB maintenance only has to be mirrored to the hardware
+//! TLB ([`ShadowEngine::tlb_op`]).
 
 pub mod desc;
 pub mod difftest;

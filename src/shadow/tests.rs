@@ -1562,7 +1562,7 @@ fn all_mib_vas(s: &Scenario, extra: &[u32]) -> Vec<u32> {
     let mut v = probe_vas(s, extra);
     for idx in 0..4096u32 {
         v.push(idx << 20 | (idx.wrapping_mul(0x9e37) & 0xf_f000));
-        v.push(idx << 20 | 0x10_0000 - 0x1000);
+        v.push((idx << 20) | (0x10_0000 - 0x1000));
     }
     v.sort_unstable();
     v.dedup();

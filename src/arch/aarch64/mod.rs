@@ -322,9 +322,7 @@ impl VcpuHw for LiveEl1 {
         // removes cached translations of this VM; it cannot give the guest any access.
         match op {
             HostTlbOp::None => return,
-            HostTlbOp::All => unsafe {
-                core::arch::asm!("tlbi vmalle1is", options(nostack))
-            },
+            HostTlbOp::All => unsafe { core::arch::asm!("tlbi vmalle1is", options(nostack)) },
             HostTlbOp::Mva { va, asid } => unsafe {
                 let x = ((asid as u64) << 48) | (va as u64 >> 12);
                 core::arch::asm!("tlbi vae1is, {x}", x = in(reg) x, options(nostack))
@@ -337,7 +335,9 @@ impl VcpuHw for LiveEl1 {
                 for p in 0..pages.min(64) as u64 {
                     let x = (va as u64 >> 12) + p;
                     // SAFETY: as above.
-                    unsafe { core::arch::asm!("tlbi vaae1is, {x}", x = in(reg) x, options(nostack)) };
+                    unsafe {
+                        core::arch::asm!("tlbi vaae1is, {x}", x = in(reg) x, options(nostack))
+                    };
                 }
                 if pages > 64 {
                     // SAFETY: as above.
