@@ -1318,10 +1318,18 @@ fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext, lrs: &mut Lrs) -> Action {
         let kind = arch::run_vcpu(ctx);
         lrs.sync(vm, vcpu);
         lrs.retire_timers(vm, vcpu);
-        if vm.shadow.is_some() {
-            if let Some(a) = vm.finish_step(&mut ctx.guest, &mut hw) {
-                return a;
+        if vm.aarch32 {
+            let ec = if kind == arch::ExitKind::Sync {
+                arch::trap_info().esr >> 26
+            } else {
+                0
+            };
+            if vm.shadow.is_some() {
+                if let Some(a) = vm.finish_step(&mut ctx.guest, &mut hw) {
+                    return a;
+                }
             }
+            vm.finish_landing(vcpu, &mut ctx.guest, ec == 0x30, &mut hw);
         }
         let action = match kind {
             arch::ExitKind::Sync => {

@@ -245,7 +245,10 @@ impl ShadowVm {
         let engine = ShadowEngine::with_options(
             pool,
             max_roots,
-            crate::shadow::ShadowOptions { external_wp: true },
+            crate::shadow::ShadowOptions {
+                external_wp: true,
+                ..Default::default()
+            },
         );
         Self {
             engine,

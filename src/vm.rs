@@ -168,6 +168,19 @@ pub trait VcpuHw {
     fn set_single_step(&mut self, on: bool) {
         let _ = on;
     }
+    /// Arms an EL1 instruction breakpoint at `va` routed to EL2 (or disarms it: `None`).
+    fn set_breakpoint(&mut self, va: Option<u32>) {
+        let _ = va;
+    }
+    /// AArch32: reads the SPSR of an exception mode.
+    fn read_spsr32(&self, bank: SpsrBank) -> u32 {
+        let _ = bank;
+        0
+    }
+    /// The index of the vCPU whose registers these are (for per-vCPU state).
+    fn vcpu_index(&self) -> usize {
+        0
+    }
 }
 
 /// Power state of one vCPU (PSCI's view).
@@ -192,6 +205,31 @@ pub struct VcpuSlot {
     running: core::sync::atomic::AtomicBool,
     /// The pending start is the VM's boot (not a PSCI CPU_ON).
     boot: core::sync::atomic::AtomicBool,
+    /// An AArch32 exception injection waiting for its landing (see [`Landing`]).
+    landing: Mutex<Option<Landing>>,
+}
+
+/// An AArch32 exception being injected through a real exception entry.
+///
+/// Entering an AArch32 exception mode directly with ERET from EL2 (writing SPSR_abt or
+/// SPSR_und first) is what the architecture allows, but QEMU's TCG keeps the live
+/// AArch32 SPSR across AArch64 EL2 and does not reload it on such an ERET, so the guest's
+/// handler would see the wrong SPSR and its exception return would be illegal. So the
+/// hypervisor lets the hardware perform the entry: it runs the guest's instruction
+/// again with every stage-1 translation disabled (SCTLR.M = 1, TTBCR.PD0 = PD1 = 1) and
+/// single-stepping armed; the fetch takes a Prefetch Abort into Abort mode, which saves
+/// the CPSR in SPSR_abt like any exception, and the step exception brings the vCPU back to
+/// EL2 before the vector's first instruction. There the real registers are restored and
+/// the vCPU is pointed at the intended vector with the intended fault registers.
+#[derive(Clone, Copy, Debug)]
+struct Landing {
+    inj: aarch32::Injection32,
+    exc: Exception32,
+    /// Where the Prefetch Abort of the landing enters.
+    vector: u64,
+    sctlr: u64,
+    ttbcr: u64,
+    spsr_abt: u32,
 }
 
 impl VcpuSlot {
@@ -595,6 +633,11 @@ impl Vm {
             ExceptionClass::Other { ec: 0x32, .. } => {
                 // Software step: the stepped table write was finished by `finish_step`.
                 self.counters.exit(ExitReason::Step);
+                Action::Resume
+            }
+            ExceptionClass::Other { ec: 0x30, .. } => {
+                // Breakpoint: an injection's landing, finished by `finish_landing`.
+                self.counters.exit(ExitReason::Other);
                 Action::Resume
             }
             _ => {
@@ -1090,9 +1133,41 @@ impl Vm {
             return Action::Stop;
         }
         match exc {
-            Exception32::Undef { .. } => VmCounters::bump(&self.counters.undef_injected),
+            Exception32::Undef => VmCounters::bump(&self.counters.undef_injected),
             _ => VmCounters::bump(&self.counters.aborts_injected),
         }
+        if let Some(slot) = self.vcpus.get(hw.vcpu_index()) {
+            let live_sctlr = hw.read_cp15(Cp15Reg::Sctlr);
+            let landing = Landing {
+                inj,
+                exc,
+                vector: (aarch32::vector_base(live_sctlr as u32, hw.vbar_el1() as u32)
+                    + aarch32::vector::PREFETCH_ABORT) as u64,
+                sctlr: live_sctlr,
+                ttbcr: hw.read_cp15(Cp15Reg::Ttbcr),
+                spsr_abt: hw.read_spsr32(SpsrBank::Abt),
+            };
+            // Every stage-1 translation faults: the next fetch takes a Prefetch Abort, and
+            // a breakpoint on its vector brings the vCPU back before the handler runs.
+            hw.write_cp15(Cp15Reg::Ttbcr, (1 << 4) | (1 << 5));
+            hw.write_cp15(Cp15Reg::Sctlr, live_sctlr | 1);
+            hw.tlb(HostTlbOp::All);
+            hw.set_breakpoint(Some(landing.vector as u32));
+            *slot.landing.lock() = Some(landing);
+            return Action::Resume;
+        }
+        self.finish_injection(regs, &inj, exc, hw);
+        Action::Resume
+    }
+
+    /// Completes an injection: the fault registers, the target mode's SPSR, PC, CPSR, LR.
+    fn finish_injection(
+        &self,
+        regs: &mut GuestRegs,
+        inj: &aarch32::Injection32,
+        exc: Exception32,
+        hw: &mut dyn VcpuHw,
+    ) {
         match inj.fault {
             Some(FaultRegs::Data { dfsr, dfar }) => {
                 hw.write_cp15(Cp15Reg::Dfsr, dfsr as u64);
@@ -1105,8 +1180,57 @@ impl Vm {
             None => {}
         }
         hw.set_spsr32(inj.spsr_bank, inj.spsr);
+        let from = regs.pc;
         inj.apply(regs);
-        Action::Resume
+        debug!(
+            "{}: injected {exc:x?} at pc {from:#x}: vector {:#x} cpsr {:#x}",
+            self.name, inj.pc, inj.cpsr
+        );
+    }
+
+    /// Finishes an injection's landing (see [`Landing`]) if vCPU `vcpu` has one under way
+    /// and has just taken the landing's Prefetch Abort (`debug`: the exit was a debug
+    /// exception, the landing's breakpoint). Called after every exit of an AArch32 vCPU.
+    pub fn finish_landing(
+        &self,
+        vcpu: usize,
+        regs: &mut GuestRegs,
+        debug: bool,
+        hw: &mut dyn VcpuHw,
+    ) {
+        let Some(slot) = self.vcpus.get(vcpu) else {
+            return;
+        };
+        let mut g = slot.landing.lock();
+        let Some(l) = *g else {
+            return;
+        };
+        let landed = regs.pc == l.vector && regs.pstate & 0x1f == 0x17;
+        if !debug && !landed {
+            // An interrupt came first: the landing is still armed.
+            return;
+        }
+        *g = None;
+        drop(g);
+        hw.set_breakpoint(None);
+        hw.write_cp15(Cp15Reg::Ttbcr, l.ttbcr);
+        hw.write_cp15(Cp15Reg::Sctlr, l.sctlr);
+        hw.tlb(HostTlbOp::All);
+        if !landed {
+            crate::guest_warn!(
+                "{}: injection landing ended at pc {:#x} cpsr {:#x}, not at the abort vector {:#x}; entering {:?} directly",
+                self.name,
+                regs.pc,
+                regs.pstate,
+                l.vector,
+                l.exc
+            );
+        }
+        if landed && matches!(l.exc, Exception32::Undef) {
+            // The landing went through Abort mode: give SPSR_abt back.
+            hw.set_spsr32(SpsrBank::Abt, l.spsr_abt);
+        }
+        self.finish_injection(regs, &l.inj, l.exc, hw);
     }
 
     /// Injects the abort the guest's own walk of `va` gives (AArch32 short descriptors):

@@ -51,6 +51,37 @@ pub struct ShadowOptions {
     /// [`ShadowEngine::classify`] still reports [`Resolution::WriteProtect`] for a write to a
     /// protected page.
     pub external_wp: bool,
+    /// Walk-trap address: a 1 KiB-aligned IPA below 4 GiB (low 10 bits are ignored) that the
+    /// hypervisor leaves unmapped in stage 2 and that lies outside the pool and outside
+    /// anything the guest can use. Meant for [`ShadowOptions::external_wp`] (not required).
+    ///
+    /// When the guest's own walk takes a synchronous external abort (its tables are not
+    /// RAM), a faulting shadow entry would give the guest a translation fault instead. With
+    /// a walk trap the engine writes, for such an L1 index, a shadow first-level page-table
+    /// descriptor whose second-level table address is `walk_trap`:
+    /// - a guest page-table descriptor whose 1 KiB second-level table has no readable word
+    ///   (the guest takes a level-2 walk abort) keeps its domain, NS and PXN bits;
+    /// - an index whose guest first-level descriptor cannot be read because the TTBR0 or
+    ///   TTBR1 table is not RAM (a level-1 walk abort) gets domain 0, NS=0, PXN=0.
+    ///
+    /// TTBCR.PD0/PD1 still give plain shadow translation faults (as the guest expects), and
+    /// the MMU-off identity shadow never uses the trap. The hardware walk of such an entry
+    /// reads `walk_trap + 4 * VA[19:12]` and takes a stage-2 fault on the stage-1 walk
+    /// (S1PTW) there ([`ShadowEngine::is_walk_trap`]); the hypervisor then re-walks the
+    /// guest tables with [`translate`](super::walk::translate) and injects the fault the
+    /// guest's own walk gives (external abort on the walk, at level 1 or 2 as appropriate,
+    /// with the guest's domain for level 2). Trap entries stay in sync like any other: a
+    /// guest write that makes the L1 entry a section, a fault or a readable table replaces
+    /// them, and they create no reverse-map entry, no second-level shadow table and no
+    /// write protection (a guest first-level table page with no readable word is not
+    /// protected either).
+    ///
+    /// A second-level table that is only partly readable (guest RAM ending inside the
+    /// 1 KiB table, which page-granular guest RAM never does) is shadowed normally: the
+    /// readable words translate exactly, the unreadable ones give a level-2 translation
+    /// fault where the guest would take a level-2 external abort (documented
+    /// simplification; a trap for the whole MiB would instead break the readable VAs).
+    pub walk_trap: Option<u32>,
 }
 
 /// Memory accounting of the engine (see [`ShadowEngine::memory_stats`]).
@@ -441,6 +472,39 @@ fn manager_mask(dacr: u32) -> u16 {
     m
 }
 
+/// Why the guest walk for an L1 index never reaches a first-level descriptor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum L1Miss {
+    /// TTBCR.PD0/PD1 disables the walk: a level-1 translation fault.
+    Disabled,
+    /// The first-level table word is not RAM: a level-1 external abort on the walk.
+    Unreadable,
+}
+
+/// Reads the guest first-level descriptor that translates L1 index `idx`.
+#[inline]
+fn guest_l1_read<M: GuestMemory + ?Sized>(
+    regime: &Regime,
+    ttbr0_base: u32,
+    mem: &M,
+    idx: usize,
+) -> Result<u32, L1Miss> {
+    let va = (idx as u32) << 20;
+    let base = if regime.ttbr_for(va) == 1 {
+        if regime.ttbcr & super::walk::ttbcr::PD1 != 0 {
+            return Err(L1Miss::Disabled);
+        }
+        regime.ttbr1 & 0xffff_c000
+    } else {
+        if regime.ttbcr & super::walk::ttbcr::PD0 != 0 {
+            return Err(L1Miss::Disabled);
+        }
+        ttbr0_base
+    };
+    mem.read_u32(GuestPhysAddr::new((base | ((idx as u32) << 2)) as u64))
+        .map_err(|_| L1Miss::Unreadable)
+}
+
 /// Reads the guest first-level descriptor that translates L1 index `idx`, or `None` when
 /// the walk faults before reaching it (PD0/PD1 or an external abort).
 #[inline]
@@ -450,20 +514,35 @@ fn guest_l1_word<M: GuestMemory + ?Sized>(
     mem: &M,
     idx: usize,
 ) -> Option<u32> {
-    let va = (idx as u32) << 20;
-    let base = if regime.ttbr_for(va) == 1 {
-        if regime.ttbcr & super::walk::ttbcr::PD1 != 0 {
-            return None;
+    guest_l1_read(regime, ttbr0_base, mem, idx).ok()
+}
+
+/// True if at least one word of `[start, end)` (4-byte aligned) can be read.
+fn any_readable<M: GuestMemory + ?Sized>(mem: &M, start: u64, end: u64) -> bool {
+    let mut a = start & !3;
+    while a < end {
+        if mem.read_u32(GuestPhysAddr::new(a)).is_ok() {
+            return true;
         }
-        regime.ttbr1 & 0xffff_c000
-    } else {
-        if regime.ttbcr & super::walk::ttbcr::PD0 != 0 {
-            return None;
-        }
-        ttbr0_base
-    };
-    mem.read_u32(GuestPhysAddr::new((base | ((idx as u32) << 2)) as u64))
-        .ok()
+        a += 4;
+    }
+    false
+}
+
+/// Reads the 1 KiB guest second-level table at `base` into `buf` (unreadable words read as
+/// 0, a fault) and returns the number of words that could be read.
+fn read_guest_l2<M: GuestMemory + ?Sized>(mem: &M, base: u32, buf: &mut [u32; 256]) -> usize {
+    let mut ok = 0;
+    for (j, g) in buf.iter_mut().enumerate() {
+        *g = match mem.read_u32(GuestPhysAddr::new((base | ((j as u32) << 2)) as u64)) {
+            Ok(w) => {
+                ok += 1;
+                w
+            }
+            Err(_) => 0,
+        };
+    }
+    ok
 }
 
 /// The shadow translation engine: builds shadows for a guest regime, caches roots, keeps
@@ -519,6 +598,32 @@ impl ShadowEngine {
     /// The options the engine was built with.
     pub fn options(&self) -> ShadowOptions {
         self.opts
+    }
+
+    /// True if `ipa` lies in the 1 KiB walk-trap region ([`ShadowOptions::walk_trap`]): a
+    /// stage-2 fault on a stage-1 walk there means the guest's own walk of the faulting VA
+    /// takes an external abort, which the hypervisor injects after re-walking the guest.
+    pub fn is_walk_trap(&self, ipa: u64) -> bool {
+        self.opts
+            .walk_trap
+            .is_some_and(|t| ipa >> 10 == (t >> 10) as u64)
+    }
+
+    /// The shadow first-level word for an index whose guest walk aborts, if a walk trap is
+    /// configured: a page-table descriptor whose second-level table is the trap region.
+    fn trap_word(&self, domain: u8, ns: bool, pxn: bool) -> Option<u32> {
+        let t = self.opts.walk_trap?;
+        Some(
+            L1Desc::PageTable(PageTableDesc {
+                base: t & !0x3ff,
+                pxn,
+                ns,
+                sbz: false,
+                domain: domain & 15,
+                imp: false,
+            })
+            .encode(),
+        )
     }
 
     /// Drops everything for a VM reboot: every cached root, the guest regime, the reverse
@@ -1005,8 +1110,15 @@ impl ShadowEngine {
             }
             for (b, len) in tables {
                 let mut p = b >> 12;
-                while len != 0 && p <= (b as u64 + len as u64 - 1) as u32 >> 12 {
-                    l1_pages.push(p);
+                let end = b as u64 + len as u64;
+                while len != 0 && p <= ((end - 1) >> 12) as u32 {
+                    // With a walk trap, a table page that is not RAM at all is not a table
+                    // the guest can write: nothing to protect.
+                    let lo = (b as u64).max((p as u64) << 12);
+                    let hi = end.min((p as u64 + 1) << 12);
+                    if self.opts.walk_trap.is_none() || any_readable(mem, lo, hi) {
+                        l1_pages.push(p);
+                    }
                     p += 1;
                 }
             }
@@ -1027,13 +1139,26 @@ impl ShadowEngine {
         if regime.mmu_on() {
             // Protect every guest L2 table first, so that entries mapping them are built
             // read-only straight away instead of being rescanned afterwards.
+            let trap = self.opts.walk_trap.is_some();
             for idx in 0..4096 {
-                let w = guest_l1_word(&regime, key.ttbr0_base, mem, idx).unwrap_or(0);
+                let w = match guest_l1_read(&regime, key.ttbr0_base, mem, idx) {
+                    Ok(w) => w,
+                    Err(L1Miss::Unreadable) if trap => {
+                        // A level-1 walk abort: the entry becomes a walk trap.
+                        live[idx / 64] |= 1 << (idx % 64);
+                        continue;
+                    }
+                    Err(_) => 0,
+                };
                 if w & 3 == 0 {
                     continue;
                 }
                 live[idx / 64] |= 1 << (idx % 64);
                 if let L1Desc::PageTable(t) = L1Desc::decode(w) {
+                    if trap && !any_readable(mem, t.base as u64, t.base as u64 + 0x400) {
+                        // A level-2 walk abort: a walk trap, no reverse map, no protection.
+                        continue;
+                    }
                     self.rmap
                         .entry(t.base >> 10)
                         .or_default()
@@ -1217,14 +1342,30 @@ impl ShadowEngine {
         let ttbr0_base = root.key.ttbr0_base;
         let old = root.ents[idx];
         self.stats.fills += 1;
-        let guest = if regime.mmu_on() {
-            guest_l1_word(&regime, ttbr0_base, mem, idx).map(L1Desc::decode)
+        let read = if regime.mmu_on() {
+            Some(guest_l1_read(&regime, ttbr0_base, mem, idx))
         } else {
             None
         };
-        // Reverse map and write protection follow the guest L2 table reference.
+        let guest = read.and_then(|w| w.ok()).map(L1Desc::decode);
+        // The guest second-level table (page-table descriptors only), and the walk-trap word
+        // when the guest's walk takes an external abort.
+        let mut l2 = [0u32; 256];
+        let trap = match (read, guest) {
+            (Some(Err(L1Miss::Unreadable)), _) => self.trap_word(0, false, false),
+            (_, Some(L1Desc::PageTable(t))) => {
+                if read_guest_l2(mem, t.base, &mut l2) == 0 {
+                    self.trap_word(t.domain, t.ns, t.pxn)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        // Reverse map and write protection follow the guest L2 table reference (not for
+        // walk traps: an unreadable table cannot be written).
         let new_guest_l2 = match guest {
-            Some(L1Desc::PageTable(t)) => t.base,
+            Some(L1Desc::PageTable(t)) if trap.is_none() => t.base,
             _ => NONE,
         };
         if new_guest_l2 != old.guest_l2 {
@@ -1244,7 +1385,9 @@ impl ShadowEngine {
             }
         }
         let mut slot = old.shadow_l2;
-        let result = if !regime.mmu_on() {
+        let result = if let Some(w) = trap {
+            Ok(w)
+        } else if !regime.mmu_on() {
             let region = Region {
                 gpa: (idx as u64) << 20,
                 domain: 0,
@@ -1298,7 +1441,7 @@ impl ShadowEngine {
                     }
                 }
                 Some(L1Desc::PageTable(t)) => {
-                    self.table_entry(r, idx, &regime, &t, &mut slot, mem, map)
+                    self.table_entry(r, idx, &regime, &t, &l2, &mut slot, map)
                 }
             }
         };
@@ -1315,8 +1458,8 @@ impl ShadowEngine {
                 return Err(e);
             }
         };
-        if w & 3 != 1 && slot != NONE {
-            // The entry no longer needs a second-level table.
+        if (w & 3 != 1 || trap.is_some()) && slot != NONE {
+            // The entry no longer needs a second-level table (a walk trap has none).
             self.set_l1(r, idx, w);
             self.pool.free_l2(slot);
             slot = NONE;
@@ -1587,16 +1730,19 @@ impl ShadowEngine {
         }
     }
 
-    /// Shadow L1 word for a guest page-table descriptor: builds the whole shadow L2 table.
+    /// Shadow L1 word for a guest page-table descriptor whose second-level table holds
+    /// `guest` (unreadable words read as 0: they stay shadow faults, and the guest walk
+    /// reports the external abort when the fault is resolved): builds the whole shadow L2
+    /// table.
     #[allow(clippy::too_many_arguments)]
-    fn table_entry<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
+    fn table_entry<H: GuestMap + ?Sized>(
         &mut self,
         r: usize,
         idx: usize,
         regime: &Regime,
         t: &PageTableDesc,
+        guest: &[u32; 256],
         slot: &mut u32,
-        mem: &M,
         map: &H,
     ) -> Result<u32, ShadowError> {
         if *slot == NONE {
@@ -1604,14 +1750,6 @@ impl ShadowEngine {
         }
         self.stats.l2_builds += 1;
         let manager = regime.domain_access(t.domain) == DomainAccess::Manager;
-        let mut guest = [0u32; 256];
-        for (j, g) in guest.iter_mut().enumerate() {
-            // A word that cannot be read stays a shadow fault; the guest walk reports the
-            // external abort when the fault is resolved.
-            *g = mem
-                .read_u32(GuestPhysAddr::new((t.base | ((j as u32) << 2)) as u64))
-                .unwrap_or(0);
-        }
         let mut buf = [0u32; 256];
         let mut cache = RunCache::new();
         for j in 0..256 {

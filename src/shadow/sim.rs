@@ -14,20 +14,34 @@ use crate::addr::{GuestPhysAddr, HostPhysAddr};
 #[derive(Clone, Default)]
 pub struct SparseMemory {
     ram: Vec<(u64, u64)>,
-    pages: BTreeMap<u64, Box<[u32; 1024]>>,
+    /// Written pages: their words, and whether the whole page is RAM (if not, each read
+    /// checks the ranges).
+    pages: BTreeMap<u64, (Box<[u32; 1024]>, bool)>,
 }
 
 impl SparseMemory {
     /// RAM made of the `(start, len)` ranges.
     pub fn new(ram: &[(u64, u64)]) -> Self {
+        // Sorted and merged, for binary searches.
+        let mut sorted: Vec<(u64, u64)> = ram.iter().copied().filter(|r| r.1 != 0).collect();
+        sorted.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(sorted.len());
+        for (s, l) in sorted {
+            let end = s.saturating_add(l);
+            match merged.last_mut() {
+                Some((ms, ml)) if s <= *ms + *ml => *ml = (*ml).max(end - *ms),
+                _ => merged.push((s, end - s)),
+            }
+        }
         SparseMemory {
-            ram: ram.to_vec(),
+            ram: merged,
             pages: BTreeMap::new(),
         }
     }
 
     fn is_ram(&self, gpa: u64) -> bool {
-        self.ram.iter().any(|&(s, l)| gpa >= s && gpa - s < l)
+        let i = self.ram.partition_point(|r| r.0 <= gpa);
+        i > 0 && gpa - self.ram[i - 1].0 < self.ram[i - 1].1
     }
 
     /// Stores `v` at the word containing `gpa`; `Err` outside RAM.
@@ -35,10 +49,12 @@ impl SparseMemory {
         if !self.is_ram(gpa) {
             return Err(MemError);
         }
-        let page = self
-            .pages
-            .entry(gpa >> 12)
-            .or_insert_with(|| Box::new([0; 1024]));
+        let ram = &self.ram;
+        let (page, _) = self.pages.entry(gpa >> 12).or_insert_with(|| {
+            let p = gpa & !0xfff;
+            let whole = ram.iter().any(|&(s, l)| p >= s && p - s + 0x1000 <= l);
+            (Box::new([0; 1024]), whole)
+        });
         page[((gpa >> 2) & 1023) as usize] = v;
         Ok(())
     }
@@ -48,7 +64,8 @@ impl GuestMemory for SparseMemory {
     fn read_u32(&self, gpa: GuestPhysAddr) -> Result<u32, MemError> {
         let gpa = gpa.raw();
         match self.pages.get(&(gpa >> 12)) {
-            Some(p) => Ok(p[((gpa >> 2) & 1023) as usize]),
+            Some((p, whole)) if *whole || self.is_ram(gpa) => Ok(p[((gpa >> 2) & 1023) as usize]),
+            Some(_) => Err(MemError),
             None if self.is_ram(gpa) => Ok(0),
             None => Err(MemError),
         }

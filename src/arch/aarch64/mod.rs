@@ -298,6 +298,15 @@ impl VcpuHw for LiveEl1 {
         }
         sysreg::isb();
     }
+    fn read_spsr32(&self, bank: SpsrBank) -> u32 {
+        (match bank {
+            SpsrBank::Und => read_sysreg!("spsr_und"),
+            SpsrBank::Abt => read_sysreg!("spsr_abt"),
+        }) as u32
+    }
+    fn vcpu_index(&self) -> usize {
+        current_vcpu()
+    }
     fn set_spsr32(&mut self, bank: SpsrBank, v: u32) {
         match bank {
             SpsrBank::Und => write_sysreg!("spsr_und", v as u64),
@@ -346,6 +355,30 @@ impl VcpuHw for LiveEl1 {
             }
         }
         sysreg::dsb_ish();
+        sysreg::isb();
+    }
+    fn set_breakpoint(&mut self, va: Option<u32>) {
+        // Breakpoint 0 (DBGBVR0_EL1/DBGBCR0_EL1): unlinked address match, all four
+        // bytes of an A32 instruction (BAS), EL1 and EL0 (PMC). MDSCR_EL1.MDE enables
+        // breakpoints and MDCR_EL2.TDE routes the debug exception to EL2. The guest's
+        // own debug registers are trapped, so it never sees these.
+        let mdscr = read_sysreg!("mdscr_el1");
+        let mdcr = read_sysreg!("mdcr_el2");
+        match va {
+            Some(v) => {
+                write_sysreg!("dbgbvr0_el1", (v & !3) as u64);
+                write_sysreg!("dbgbcr0_el1", (0b1111 << 5) | (0b11 << 1) | 1);
+                write_sysreg!("mdscr_el1", mdscr | (1 << 15));
+                write_sysreg!("mdcr_el2", mdcr | (1 << 8));
+            }
+            None => {
+                write_sysreg!("dbgbcr0_el1", 0);
+                write_sysreg!("mdscr_el1", mdscr & !(1 << 15));
+                if mdscr & 1 == 0 {
+                    write_sysreg!("mdcr_el2", mdcr & !(1 << 8));
+                }
+            }
+        }
         sysreg::isb();
     }
     fn set_single_step(&mut self, on: bool) {
