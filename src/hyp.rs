@@ -1279,6 +1279,9 @@ fn cpu_loop(cpu: usize) -> ! {
                     "{}: powered off; counters: {} mmio_by_device:{per_device}",
                     vm.name, vm.counters
                 );
+                if let Some(sh) = &vm.shadow {
+                    info!("{}: shadow: {}", vm.name, sh.lock().summary());
+                }
                 if VMS_RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
                     info!("all VMs are off: powering off");
                     arch::power_off(sys.conduit);

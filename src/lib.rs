@@ -17,6 +17,7 @@
 
 extern crate alloc;
 
+pub mod a32store;
 pub mod aarch32;
 pub mod addr;
 pub mod board;

@@ -38,6 +38,11 @@ use crate::shadow::{
 /// access there is treated as a hole (a stage-1 translation fault).
 pub const POOL_IPA: u64 = 0xE000_0000;
 
+/// The walk-trap window right after the pool: shadow entries for guest tables that are
+/// not RAM point their walks here, stage 2 leaves it unmapped, and the resulting fault
+/// on the stage-1 walk is reported to the guest as its own walk abort.
+pub const WALK_TRAP_BYTES: u64 = 0x1000;
+
 /// SCTLR bits the shadow decides (the rest are the guest's).
 const SHADOW_SCTLR_BITS: u32 = (1 << 0) | (1 << 28) | (1 << 29) | (1 << 19) | (1 << 20);
 
@@ -200,10 +205,17 @@ pub struct ShadowCounters {
     pub tlbi: u64,
     /// Writes to write-protected guest tables emulated from the syndrome.
     pub wp_emulated: u64,
+    /// Writes to write-protected guest tables without a syndrome, decoded from the A32
+    /// instruction.
+    pub wp_decoded: u64,
     /// Writes to write-protected guest tables without a syndrome, single-stepped.
     pub wp_stepped: u64,
     /// Peak shadow bytes in use.
     pub peak_shadow_bytes: u64,
+    /// Guest translation-table bytes shadowed when the shadow peaked.
+    pub guest_table_bytes_at_peak: u64,
+    /// Peak guest translation-table bytes shadowed.
+    pub peak_guest_table_bytes: u64,
 }
 
 /// Why a shadow-mode VM cannot continue.
@@ -242,17 +254,18 @@ impl ShadowVm {
     pub fn new(pool: Pool, max_roots: usize) -> Self {
         let blocks = pool.blocks() as u64;
         let base = pool.base().raw();
+        let end = base + blocks * crate::shadow::pool::BLOCK_BYTES;
         let engine = ShadowEngine::with_options(
             pool,
             max_roots,
             crate::shadow::ShadowOptions {
                 external_wp: true,
-                ..Default::default()
+                walk_trap: Some(end as u32),
             },
         );
         Self {
             engine,
-            map: IdentityMap::new(base, base + blocks * crate::shadow::pool::BLOCK_BYTES),
+            map: IdentityMap::new(base, end + WALK_TRAP_BYTES),
             regs: VirtRegs::default(),
             counters: ShadowCounters::default(),
             active: false,
@@ -292,7 +305,42 @@ impl ShadowVm {
 
     fn note_memory(&mut self) {
         let m = self.engine.memory_stats();
-        self.counters.peak_shadow_bytes = self.counters.peak_shadow_bytes.max(m.shadow_bytes);
+        let c = &mut self.counters;
+        if m.shadow_bytes > c.peak_shadow_bytes {
+            c.peak_shadow_bytes = m.shadow_bytes;
+            c.guest_table_bytes_at_peak = m.guest_table_bytes;
+        }
+        c.peak_guest_table_bytes = c.peak_guest_table_bytes.max(m.guest_table_bytes);
+    }
+
+    /// One line of figures for the power-off log: trapped operations, engine work and
+    /// memory (shadow bytes against the guest table bytes they shadow).
+    pub fn summary(&self) -> alloc::string::String {
+        let c = &self.counters;
+        let e = self.engine.stats();
+        let m = self.engine.memory_stats();
+        alloc::format!(
+            "reg_writes={} reg_reads={} tlbi={} wp_emulated={} wp_decoded={} wp_stepped={} syncs={} fills={} l2_builds={} rescans={} cache_hits={} cache_misses={} evictions={} shadow_bytes={} guest_table_bytes={} peak_shadow_bytes={} guest_table_bytes_at_peak={} peak_guest_table_bytes={} cached_roots={}",
+            c.reg_writes,
+            c.reg_reads,
+            c.tlbi,
+            c.wp_emulated,
+            c.wp_decoded,
+            c.wp_stepped,
+            e.syncs,
+            e.fills,
+            e.l2_builds,
+            e.rescans,
+            e.cache_hits,
+            e.cache_misses,
+            e.evictions,
+            m.shadow_bytes,
+            m.guest_table_bytes,
+            c.peak_shadow_bytes,
+            c.guest_table_bytes_at_peak,
+            c.peak_guest_table_bytes,
+            self.engine.cached_roots()
+        )
     }
 
     fn apply<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<Effects, ShadowVmError> {

@@ -655,6 +655,10 @@ impl Vm {
 
     fn hypercall(&self, vcpu: usize, regs: &mut GuestRegs) -> Action {
         VmCounters::bump(&self.counters.hypercalls);
+        if self.aarch32 && regs.x[0] & 0x4000_0000 != 0 {
+            // SMCCC: an SMC64/HVC64 function ID from AArch32 is not supported.
+            return self.ret(regs, psci::NOT_SUPPORTED);
+        }
         let call = psci::decode(&[regs.x[0], regs.x[1], regs.x[2], regs.x[3]]);
         let ret: i64 = match call {
             Call::HvNop => 0,
@@ -839,7 +843,7 @@ impl Vm {
         }
         if iss.wnr {
             if let FaultStatus::Permission { .. } = iss.fault() {
-                if let Some(a) = self.write_protected(regs, ipa, syn, iss, hw) {
+                if let Some(a) = self.write_protected(regs, ipa, trap.far, syn, iss, hw) {
                     return a;
                 }
             }
@@ -1484,6 +1488,7 @@ impl Vm {
         &self,
         regs: &mut GuestRegs,
         ipa: GuestPhysAddr,
+        far: u64,
         syn: &esr::Syndrome,
         iss: &esr::DataAbortIss,
         hw: &mut dyn VcpuHw,
@@ -1502,9 +1507,7 @@ impl Vm {
                 } else {
                     (1 << (8 * size)) - 1
                 };
-            let Some(words) = shadowvm::store_words(ipa, size, value, &view) else {
-                return None;
-            };
+            let words = shadowvm::store_words(ipa, size, value, &view)?;
             if !io.write(ipa, &value.to_le_bytes()[..size as usize]) {
                 return None;
             }
@@ -1525,8 +1528,28 @@ impl Vm {
                 }
             });
         }
-        // No syndrome (STM, STRD, writeback forms): open the page, let the guest run that
-        // one instruction, then diff the page and close it again (`finish_step`).
+        // No syndrome: decode the A32 store (writeback forms, STRD, STM) when every element
+        // lies in the faulting page.
+        if let Some(words) = self.decode_store(regs, ipa, far, syn, io.as_ref()) {
+            let res = {
+                let mut g = sh.lock();
+                g.counters.wp_decoded += 1;
+                g.sync_words(&words, &view)
+            };
+            return Some(match res {
+                Ok(e) => {
+                    self.apply_effects(e, hw);
+                    self.skip(regs, syn);
+                    Action::Resume
+                }
+                Err(e) => {
+                    crate::guest_warn!("{}: {e}; stopping the VM", self.name);
+                    Action::Stop
+                }
+            });
+        }
+        // Otherwise open the page, let the guest run that one instruction, then diff the
+        // page and close it again (`finish_step`).
         let page = ipa.align_down(4096);
         let mut before = alloc::vec![0u8; 4096];
         if !io.read(page, &mut before) {
@@ -1542,6 +1565,65 @@ impl Vm {
         regs.pstate |= PSTATE_SS;
         hw.set_single_step(true);
         Some(Action::Resume)
+    }
+
+    /// Emulates the A32 store at the guest's PC that took a write-protect fault without a
+    /// syndrome: performs its element stores into guest memory and its base writeback, and
+    /// returns the words written. `None` (nothing done) when the instruction is not a
+    /// decodable A32 store or touches memory outside the faulting page.
+    fn decode_store(
+        &self,
+        regs: &mut GuestRegs,
+        ipa: GuestPhysAddr,
+        far: u64,
+        syn: &esr::Syndrome,
+        io: &dyn GuestRamIo,
+    ) -> Option<Vec<(GuestPhysAddr, u32)>> {
+        if !syn.il || regs.pstate & (1 << 5) != 0 {
+            return None; // T32
+        }
+        let view = RamView(io);
+        let regime = self.shadow.as_ref()?.lock().regs.regime();
+        let mode = aarch32::current_mode(regs)?;
+        let pl = if mode == Mode::Usr {
+            crate::shadow::Pl::Pl0
+        } else {
+            crate::shadow::Pl::Pl1
+        };
+        let fetch = crate::shadow::Access {
+            pl,
+            kind: crate::shadow::AccessKind::Exec,
+        };
+        let pc_ipa = if regime.mmu_on() {
+            crate::shadow::translate(&regime, &view, VirtAddr::new(regs.pc), fetch)
+                .ok()?
+                .pa
+        } else {
+            regs.pc
+        };
+        let insn = view.read_u32(GuestPhysAddr::new(pc_ipa)).ok()?;
+        let st = crate::a32store::decode(insn, regs, mode)?;
+        let page_va = far as u32 & !0xfff;
+        if st
+            .elements
+            .iter()
+            .any(|&(va, size, _)| va & !0xfff != page_va || (va & 0xfff) + size as u32 > 0x1000)
+        {
+            return None;
+        }
+        let page = ipa.align_down(4096);
+        let mut words = Vec::new();
+        for &(va, size, value) in &st.elements {
+            let at = page + (va & 0xfff) as u64;
+            words.extend(shadowvm::store_words(at, size as u64, value as u64, &view)?);
+            if !io.write(at, &value.to_le_bytes()[..size as usize]) {
+                return None;
+            }
+        }
+        if let Some((rn, v)) = st.writeback {
+            aarch32::set_reg(regs, mode, rn, v);
+        }
+        Some(words)
     }
 
     /// Ends a single-stepped table write, if one is under way: closes the page again and

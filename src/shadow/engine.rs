@@ -928,6 +928,11 @@ impl ShadowEngine {
 
     /// Says how to handle a stage-1 abort taken on the shadow at `va` for `access`, without
     /// changing anything (see [`ShadowEngine::resolve_fault`]).
+    ///
+    /// A walk-trap entry ([`ShadowOptions::walk_trap`]) gives no stage-1 abort but a stage-2
+    /// fault on the walk at the trap; for such a `va` this re-walk returns the guest's
+    /// [`Resolution::Guest`] external abort on the walk, so it may be used for that fault
+    /// too.
     pub fn classify<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
         &self,
         va: VirtAddr,

@@ -36,6 +36,14 @@
 //!   and [`ShadowEngine::take_wp_changes`] reports the pages to (un)protect at stage 2.
 //!   A reverse map from guest L2 tables to the shadow entries built from them, plus each
 //!   root's guest L1 table range, drives incremental sync.
+//! - Guest tables that are not RAM: the guest's own walk takes a synchronous external abort
+//!   on the walk, which a faulting shadow entry would turn into a translation fault. With
+//!   [`ShadowOptions::walk_trap`] (an IPA the hypervisor leaves unmapped in stage 2) such
+//!   L1 indices get a shadow page-table descriptor pointing at the trap: the hardware walk
+//!   takes a stage-2 fault on the stage-1 walk ([`ShadowEngine::is_walk_trap`]) and the
+//!   hypervisor re-walks the guest to inject its exact fault (level 1 or 2, domain). Trap
+//!   entries are synced like any other and cost no second-level table, reverse-map entry
+//!   or write protection.
 //! - Guest RAM holes (emulated MMIO) are left faulting. Sections/supersections/large pages
 //!   are used only where the host backing is contiguous, aligned and free of protected
 //!   pages; otherwise the shadow splits down to small pages. So a shadow fault is not always

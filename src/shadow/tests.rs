@@ -5,13 +5,13 @@ use alloc::vec::Vec;
 
 use proptest::prelude::*;
 
+use super::desc::PageTableDesc;
 use super::engine::{HostTlbOp, Resolution, TlbOp};
 use super::sim::{RegionMap, SparseMemory};
 use super::walk::{
     ap_permissions, ats1, lookup, par, resolve_attrs, sctlr, translate, ttbcr, Access, AccessKind,
     AtsOp, Cacheability, Fault, FaultKind, GuestMemory, MemType, PageSize, Pl, Regime, Translation,
 };
-use super::desc::PageTableDesc;
 use super::{
     Backing, GuestMap, L1Desc, MemoryStats, Pool, RegionAttrs, ShadowEngine, ShadowError,
     ShadowOptions, ShadowRegs, ShadowView,
@@ -1115,7 +1115,10 @@ fn guest_l1(r: &Regime, mem: &SparseMemory, v: u32) -> Option<u32> {
 /// Readable words of the 1 KiB guest table at `base`.
 fn readable_words(mem: &SparseMemory, base: u32) -> usize {
     (0..256u32)
-        .filter(|j| mem.read_u32(GuestPhysAddr::new((base + 4 * j) as u64)).is_ok())
+        .filter(|j| {
+            mem.read_u32(GuestPhysAddr::new((base + 4 * j) as u64))
+                .is_ok()
+        })
         .count()
 }
 
@@ -1182,7 +1185,11 @@ fn check_walk_trap(
             _ => false,
         };
     if partial {
-        prop_assert!(read.is_none(), "walk trap at {:#x} over a readable table", v);
+        prop_assert!(
+            read.is_none(),
+            "walk trap at {:#x} over a readable table",
+            v
+        );
         if complete {
             prop_assert_eq!(
                 sf,
@@ -2359,7 +2366,10 @@ fn walk_trap_ttbr0_table_outside_ram() {
         let v = (idx << 20) | 0x1_2345;
         for a in Access::ALL {
             assert_eq!(translate(&r, &mem, va(v), a), Err(guest));
-            assert_eq!(e.shadow_translate(va(v), a).unwrap(), Err(abort(2, Some(0))));
+            assert_eq!(
+                e.shadow_translate(va(v), a).unwrap(),
+                Err(abort(2, Some(0)))
+            );
             assert_eq!(e.classify(va(v), a, &mem, &map), Resolution::Guest(guest));
         }
         let (t, at) = shadow_trap_read(&e, v).expect("trap entry");
@@ -2388,7 +2398,10 @@ fn walk_trap_ttbr0_table_outside_ram() {
     // PD0 gives translation faults, not traps.
     r.ttbcr = 1 | ttbcr::PD0;
     e.set_regime(r, &mem, &map).unwrap();
-    let f = e.shadow_translate(va(0x1000_0000), P1R).unwrap().unwrap_err();
+    let f = e
+        .shadow_translate(va(0x1000_0000), P1R)
+        .unwrap()
+        .unwrap_err();
     assert_eq!(f, translate(&r, &mem, va(0x1000_0000), P1R).unwrap_err());
     assert_eq!((f.kind, f.level), (FaultKind::Translation, 1));
     assert!(shadow_trap_read(&e, 0x1000_0000).is_none());
@@ -2398,7 +2411,10 @@ fn walk_trap_ttbr0_table_outside_ram() {
     assert!(shadow_trap_read(&e, TTB_BAD as u32).is_none());
     assert!(e.shadow_translate(va(0x1000_0000), P1R).unwrap().is_err());
     assert_eq!(
-        e.shadow_translate(va(0x4000_0000), P1R).unwrap().unwrap().pa,
+        e.shadow_translate(va(0x4000_0000), P1R)
+            .unwrap()
+            .unwrap()
+            .pa,
         HPA_A
     );
     // Back on: a TTBR0 switch to a readable table is exact, and back is a cache hit.
@@ -2511,7 +2527,11 @@ fn walk_trap_partly_readable_l2_table_is_shadowed_normally() {
     let mut mem = guest_mem_wt(&map);
     let r = base_regime();
     wr(&mut mem, TTB0 + (0x400 << 2), page_table(PARTIAL, 2)); // 128 readable words
-    wr(&mut mem, TTB0 + (0x401 << 2), page_table(PARTIAL + 0x400, 2)); // none
+    wr(
+        &mut mem,
+        TTB0 + (0x401 << 2),
+        page_table(PARTIAL + 0x400, 2),
+    ); // none
     let mut e = wt_engine(8, 2, true);
     e.set_regime(r, &mem, &map).unwrap();
     assert!(shadow_trap_read(&e, 0x4000_0000).is_none());
@@ -2632,7 +2652,10 @@ fn apply_step(
                 let i = (*idx as u64 + k as u64) & 0xfff;
                 let gpa = l1_table_base(r, i as u16) + i * 4;
                 if mem.write_u32(gpa, w).is_ok() {
-                    check(e.sync_write(GuestPhysAddr::new(gpa), w, &*mem, map).map(|_| ()))?;
+                    check(
+                        e.sync_write(GuestPhysAddr::new(gpa), w, &*mem, map)
+                            .map(|_| ()),
+                    )?;
                 }
                 touched.push((i as u32) << 20 | 0x3000);
             }
@@ -2641,7 +2664,10 @@ fn apply_step(
             for (k, &w) in words.iter().enumerate() {
                 let gpa = L2_AREA + *tab as u64 * 0x400 + ((*j as u64 + k as u64) & 0xff) * 4;
                 mem.write_u32(gpa, w).expect("L2 area is RAM");
-                check(e.sync_write(GuestPhysAddr::new(gpa), w, &*mem, map).map(|_| ()))?;
+                check(
+                    e.sync_write(GuestPhysAddr::new(gpa), w, &*mem, map)
+                        .map(|_| ()),
+                )?;
             }
         }
         Step::Dacr(d) => {
