@@ -21,15 +21,17 @@
 //!   instruction.
 //! - **PSTATE** (`GuestRegs::pstate`) is the AArch64 SPSR_EL2 view of the AArch32 CPSR
 //!   (register "SPSR_EL2", exception taken from AArch32 state; C5.2.18 in DDI 0487E.a):
-//!   DIT is bit 24 and SS bit 21.
-//!   The AArch32 SPSR_und/SPSR_abt the guest reads has DIT at bit 21 and J (RES0) at bit
-//!   24 (AArch32 registers "SPSR_und", "SPSR_abt"; G8.2.132 and G8.2.126 in DDI 0487E.a);
-//!   [`spsr_el2_to_spsr32`] converts.
-//! - **Where the AArch32 EL1 registers live at AArch64 EL2** (the architectural
-//!   mappings stated in each AArch32 register description): SCTLR = SCTLR_EL1\[31:0\], VBAR = VBAR_EL1\[31:0\], TTBCR =
-//!   TCR_EL1\[31:0\], DFSR = ESR_EL1\[31:0\], IFSR = IFSR32_EL2, DFAR = FAR_EL1\[31:0\],
-//!   IFAR = FAR_EL1\[63:32\], SPSR_und = SPSR_und, SPSR_abt = SPSR_abt, SPSR_svc =
-//!   SPSR_EL1.
+//!   DIT is bit 24 and SS bit 21. The AArch32 SPSR_und/SPSR_abt the guest reads has DIT
+//!   at bit 21 and J (RES0) at bit 24 (AArch32 registers "SPSR_und", "SPSR_abt"; G8.2.132
+//!   and G8.2.126 in DDI 0487E.a); [`spsr_el2_to_spsr32`] converts.
+//! - **Where the AArch32 EL1 registers live at AArch64 EL2** (the architectural mappings
+//!   stated in each AArch32 register description): SCTLR = SCTLR_EL1\[31:0\], VBAR =
+//!   VBAR_EL1\[31:0\], TTBR0/TTBR1 = TTBR0_EL1/TTBR1_EL1, TTBCR = TCR_EL1\[31:0\], TTBCR2 =
+//!   TCR_EL1\[63:32\], DACR = DACR32_EL2, PRRR (MAIR0) = MAIR_EL1\[31:0\], NMRR (MAIR1) =
+//!   MAIR_EL1\[63:32\], AMAIR0/AMAIR1 = AMAIR_EL1 low/high halves, CONTEXTIDR =
+//!   CONTEXTIDR_EL1, DFSR = ESR_EL1\[31:0\], IFSR = IFSR32_EL2, ADFSR = AFSR0_EL1\[31:0\],
+//!   AIFSR = AFSR1_EL1\[31:0\], DFAR = FAR_EL1\[31:0\], IFAR = FAR_EL1\[63:32\], SPSR_und =
+//!   SPSR_und, SPSR_abt = SPSR_abt, SPSR_svc = SPSR_EL1.
 
 use crate::esr::{condition_passed, nzcv_from_spsr, Condition, CpRrtIss, CpRtIss};
 use crate::shadow::TlbOp;
@@ -258,8 +260,8 @@ pub fn read_rt(regs: &GuestRegs, rt: u8) -> u32 {
 
 /// Completes a trapped read (MRC) into the register an ISS names as Rt: `x[rt]` gets
 /// `value` zero-extended. Rt = [`ISS_RT_PC`] is `MRC ..., APSR_nzcv, ...`: bits
-/// \[31:28\] of `value` go to the guest's N, Z, C and V flags (ARM ARM, MRC, "if t == 15
-/// then PSTATE.<N,Z,C,V> = value<31:28>"). Values above 31 are ignored.
+/// \[31:28\] of `value` go to the guest's N, Z, C and V flags, the rest is discarded (ARM
+/// ARM, instruction MRC with Rt = 15). Values above 31 are ignored.
 pub fn write_rt(regs: &mut GuestRegs, rt: u8, value: u32) {
     if rt == ISS_RT_PC {
         regs.pstate = (regs.pstate & !psr::NZCV) | (u64::from(value) & psr::NZCV);
@@ -299,7 +301,8 @@ pub const fn cp14_rrt_iss(iss: u32) -> CpRrtIss {
     }
 }
 
-/// ITSTATE, IT\[7:0\] = CPSR\[15:10\]:CPSR\[26:25\] (ARM ARM, the "IT" field of register "SPSR_EL2").
+/// ITSTATE, IT\[7:0\] = CPSR\[15:10\]:CPSR\[26:25\] (ARM ARM, the IT field of register
+/// "SPSR_EL2").
 pub const fn itstate(cpsr: u64) -> u8 {
     (((cpsr >> 8) & 0xfc) | ((cpsr >> 25) & 3)) as u8
 }
@@ -312,8 +315,8 @@ pub const fn with_itstate(cpsr: u64, it: u8) -> u64 {
 
 /// Whether a trapped AArch32 instruction would have executed, so must be emulated (true)
 /// or only skipped (false). With CV = 1 the syndrome's COND is checked against the
-/// guest's NZCV flags. With CV = 0 the condition comes from PSTATE.IT (ARM ARM, ISS
-/// "CV, bit \[24\]": for a T32 instruction in an IT block the COND field may be omitted):
+/// guest's NZCV flags. With CV = 0 (allowed for a trapped T32 instruction; ARM ARM, ISS
+/// field CV, bit \[24\]) COND is not valid and the condition comes from PSTATE.IT:
 /// IT\[3:0\] = 0 means not in an IT block, so the instruction is unconditional (true);
 /// otherwise the condition is IT\[7:4\]. Condition 0b1111 counts as passing, as for A32
 /// unconditional instructions.
@@ -594,7 +597,7 @@ pub const fn decode_mcrr(iss: &CpRrtIss) -> Option<Cp15Reg> {
 
 /// True for a CP15 MCR/MRC to a Performance Monitors register (trapped by MDCR_EL2.TPM;
 /// ARM ARM AArch32 "Performance Monitors registers"): opc1 0, CRn c9 with CRm c12-c14
-/// (PMCR ... PMOVSSET), or CRn c14 with CRm c8-c15 (PMEVCNTR<n>, PMEVTYPER<n>,
+/// (PMCR ... PMOVSSET), or CRn c14 with CRm c8-c15 (`PMEVCNTR<n>`, `PMEVTYPER<n>`,
 /// PMCCFILTR). The generic timer registers (c14, CRm c0-c3) are not included. A caller
 /// that exposes no PMU can make these RAZ/WI with [`raz_wi`].
 pub const fn is_pmu(iss: &CpRtIss) -> bool {
@@ -611,7 +614,7 @@ pub const fn is_pmu64(iss: &CpRrtIss) -> bool {
 /// encoding: CP14 registers are grouped by opc1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cp14Class {
-    /// opc1 = 0: debug registers (DBGDIDR, DBGDSCRint, DBGBVR<n>, DBGOSLAR, DBGDRAR, ...),
+    /// opc1 = 0: debug registers (DBGDIDR, DBGDSCRint, `DBGBVR<n>`, DBGOSLAR, DBGDRAR, ...),
     /// trapped by MDCR_EL2.TDA/TDOSA/TDRA.
     Debug,
     /// opc1 = 1: trace registers.
@@ -742,9 +745,9 @@ impl Injection32 {
 }
 
 /// Converts an AArch32 PSTATE from the SPSR_EL2 view to the AArch32 SPSR view that
-/// SPSR_und/SPSR_abt hold (ARM ARM "SPSR_EL2" vs AArch32 "SPSR_und"): DIT moves from bit 24 to
-/// bit 21, SS (bit 21, absent from AArch32) is dropped, bit 24 (J, RES0) is cleared, and
-/// bits \[63:32\] are dropped. All other bits are common.
+/// SPSR_und/SPSR_abt hold (ARM ARM "SPSR_EL2" vs AArch32 "SPSR_und"): DIT moves from bit
+/// 24 to bit 21, SS (bit 21, absent from AArch32) is dropped, bit 24 (J, RES0) is
+/// cleared, and bits \[63:32\] are dropped. All other bits are common.
 pub const fn spsr_el2_to_spsr32(pstate: u64) -> u32 {
     let dit = pstate & psr::DIT != 0;
     let low = (pstate as u32) & !((psr::DIT | psr::SS) as u32);
@@ -853,11 +856,11 @@ pub fn inject(exc: Exception32, regs: &GuestRegs, sctlr: u32, vbar: u32) -> Inje
     }
 }
 
-/// The DFSR for a synchronous external abort not on a translation table walk
-/// (ARM ARM pseudocode `AArch32.FaultStatusSD`/`AArch32.FaultStatusLD`): Short-descriptor format
+/// The DFSR for a synchronous external abort not on a translation table walk (ARM ARM
+/// pseudocode `AArch32.FaultStatusSD`, `AArch32.FaultStatusLD`). Short-descriptor format
 /// (`long_format` false, TTBCR.EAE = 0): FS = 0b01000 (FS\[4\] is bit 10, FS\[3:0\] bits
-/// \[3:0\]), domain 0; Long-descriptor format (TTBCR.EAE = 1): LPAE (bit 9) = 1, STATUS
-/// (bits \[5:0\]) = 0b010000. WnR (bit 11) = `write` in both. ExT (bit 12) is 0.
+/// \[3:0\]), domain 0. Long-descriptor format (TTBCR.EAE = 1): LPAE (bit 9) = 1, STATUS
+/// (bits \[5:0\]) = 0b010000. WnR (bit 11) = `write` in both; ExT (bit 12) is 0.
 pub const fn external_abort_fsr(write: bool, long_format: bool) -> u32 {
     let wnr = (write as u32) << 11;
     if long_format {
@@ -1123,8 +1126,9 @@ mod tests {
         assert!(!trap_condition_passes(cv(0x0), with_itstate(0x1f3, 0x18)));
         // CV=0, no IT block: unconditional.
         assert!(trap_condition_passes(no_cv, 0x1d3));
-        assert!(trap_condition_passes(no_cv, with_itstate(0x1d3, 0xf0))); // IT[3:0]=0
-                                                                          // CV=0 in an IT block: cond = IT[7:4].
+        // IT[3:0] = 0 is not an IT block either.
+        assert!(trap_condition_passes(no_cv, with_itstate(0x1d3, 0xf0)));
+        // CV=0 in an IT block: cond = IT[7:4].
         let eq_block = with_itstate(0x1f3, 0b0000_1000); // EQ, last instruction
         assert!(!trap_condition_passes(no_cv, eq_block));
         assert!(trap_condition_passes(no_cv, eq_block | Z));
