@@ -61,7 +61,9 @@ pub fn decode(insn: u32, regs: &GuestRegs, mode: Mode) -> Option<Store> {
     }
     let base = operand(regs, mode, rn)?;
     let wb = !p || w;
-    if wb && (rn == 15 || rn == rt) {
+    let is_stm = (insn >> 25) & 7 == 0b100;
+    // Writeback to the PC or to the register being stored is UNPREDICTABLE.
+    if !is_stm && wb && (rn == 15 || rn == rt) {
         return None;
     }
     let address = |off: u32| {
@@ -149,6 +151,11 @@ pub fn decode(insn: u32, regs: &GuestRegs, mode: Mode) -> Option<Store> {
         0b100 => {
             let list = insn & 0xffff;
             if insn & (1 << 22) != 0 || list == 0 || rn == 15 {
+                return None;
+            }
+            // Writeback with the base in the list, other than as its lowest register,
+            // stores an UNKNOWN value.
+            if w && list & (1 << rn) != 0 && list & ((1 << rn) - 1) != 0 {
                 return None;
             }
             let n = list.count_ones();

@@ -89,7 +89,8 @@ pub struct ShadowOptions {
 pub struct MemoryStats {
     /// Shadow first-level tables in use (16 KiB each).
     pub shadow_l1_tables: usize,
-    /// Shadow second-level tables in use (1 KiB each).
+    /// Shadow second-level tables in use (1 KiB each; a table shared by several entries,
+    /// in one root or several, counts once).
     pub shadow_l2_tables: usize,
     /// Shadow table bytes in use: `shadow_l1_tables * 16 KiB + shadow_l2_tables * 1 KiB`.
     pub shadow_bytes: u64,
@@ -117,6 +118,9 @@ pub struct Stats {
     pub fills: u64,
     /// Shadow second-level tables (re)built in full.
     pub l2_builds: u64,
+    /// Shadow first-level entries pointed at an existing shared shadow second-level table
+    /// instead of building one (see [`ShadowEngine::memory_stats`]).
+    pub l2_shares: u64,
     /// Calls to [`ShadowEngine::sync_write`].
     pub syncs: u64,
     /// Roots evicted to make room (or dropped by a structural regime change).
@@ -267,7 +271,7 @@ pub struct RegimeChange {
 
 #[derive(Clone, Copy)]
 struct Ent {
-    /// Shadow L2 slot used by this L1 entry, or NONE.
+    /// Shadow L2 slot used by this L1 entry (holding one of its references), or NONE.
     shadow_l2: u32,
     /// Guest L2 table (gpa, 1 KiB aligned) this entry was built from, or NONE.
     guest_l2: u32,
@@ -282,6 +286,48 @@ struct Root {
     l1_pages: Vec<u32>,
 }
 
+/// Sharing key of the shadow second-level table built from the guest second-level table
+/// at `base` (1 KiB aligned) for an entry whose domain is (`manager`) or is not a manager
+/// domain.
+///
+/// The 256 shadow words are a function of the guest table's words, the guest map, the
+/// protected set and the regime-wide SCTLR.AFE/WXN/UWXN (all the same for every entry that
+/// uses the table), and of the manager status of the entry's domain. They do not depend on
+/// the VA the table is reached at: large pages are grouped by table index, walk traps live
+/// in first-level entries only, and section-like regions (whose tables do depend on the
+/// region) get private tables. The guest first-level descriptor's domain, NS and PXN bits
+/// only enter the shadow first-level word (and the domain, through DACR, the manager
+/// status), so entries in different roots or at different indices with equal keys share
+/// one shadow table.
+#[inline]
+fn share_key(base: u32, manager: bool) -> u32 {
+    ((base >> 10) << 1) | manager as u32
+}
+
+/// A few slot numbers inline, the rest spilled (the shared tables a sync already updated).
+#[derive(Default)]
+struct SlotSet {
+    a: [u32; 4],
+    n: usize,
+    more: Vec<u32>,
+}
+
+impl SlotSet {
+    /// Adds `slot`; false if it was there already.
+    fn insert(&mut self, slot: u32) -> bool {
+        if self.a[..self.n].contains(&slot) || self.more.contains(&slot) {
+            return false;
+        }
+        if self.n < self.a.len() {
+            self.a[self.n] = slot;
+            self.n += 1;
+        } else {
+            self.more.push(slot);
+        }
+        true
+    }
+}
+
 #[derive(Default)]
 struct FlushAcc {
     n: u32,
@@ -291,11 +337,18 @@ struct FlushAcc {
 }
 
 impl FlushAcc {
+    /// One rewritten descriptor whose translations at `va` must be invalidated.
     fn page(&mut self, va: u32) {
+        self.add(va);
+        self.n += 1;
+    }
+    /// One more VA to invalidate for a descriptor already counted (a shared second-level
+    /// table reached at several VAs).
+    fn add(&mut self, va: u32) {
         if self.all {
             return;
         }
-        if self.n == 0 {
+        if self.pages == 0 {
             self.va = va;
             self.pages = 1;
         } else if self.pages < 16 && va == self.va.wrapping_add(self.pages * 0x1000) {
@@ -303,18 +356,21 @@ impl FlushAcc {
         } else if !(va >= self.va && va < self.va.wrapping_add(self.pages * 0x1000)) {
             self.all = true;
         }
-        self.n += 1;
     }
     fn everything(&mut self) {
         self.all = true;
         self.n += 1;
+    }
+    /// Invalidate everything, for a descriptor already counted.
+    fn all_vas(&mut self) {
+        self.all = true;
     }
     fn take(&mut self) -> SyncOutcome {
         let out = SyncOutcome {
             rewritten: self.n,
             flush: if self.all {
                 HostTlbOp::All
-            } else if self.n == 0 {
+            } else if self.pages == 0 {
                 HostTlbOp::None
             } else {
                 HostTlbOp::Mvaa {
@@ -555,6 +611,14 @@ pub struct ShadowEngine {
     active: Option<usize>,
     /// Guest L2 table (gpa >> 10) → shadow L1 entries (root slot, L1 index) built from it.
     rmap: BTreeMap<u32, Vec<(u16, u16)>>,
+    /// Shared shadow L2 tables: [`share_key`] → pool slot. Every shadow L2 table built from
+    /// a guest L2 table is in here; the entries with that key all point at it.
+    l2_shared: BTreeMap<u32, u32>,
+    /// Per pool L2 slot: the shadow L1 entries pointing at it (0 = free).
+    l2_refs: Vec<u32>,
+    /// Per pool L2 slot: its [`share_key`], or NONE for a private table (a section-like
+    /// region's, used by one entry).
+    l2_key: Vec<u32>,
     wp: WpSet,
     /// Pages whose protection changed and whose shadow mappings must be rescanned (own
     /// write protection only).
@@ -578,8 +642,12 @@ impl ShadowEngine {
 
     /// [`ShadowEngine::new`] with explicit options.
     pub fn with_options(pool: Pool, max_roots: usize, opts: ShadowOptions) -> Self {
+        let slots = pool.blocks() * (BLOCK_BYTES / 0x400) as usize;
         ShadowEngine {
             pool,
+            l2_shared: BTreeMap::new(),
+            l2_refs: alloc::vec![0; slots],
+            l2_key: alloc::vec![NONE; slots],
             regime: None,
             roots: Vec::new(),
             max_roots: max_roots.max(1),
@@ -673,7 +741,8 @@ impl ShadowEngine {
     }
 
     /// Shadow and shadowed guest table memory (for benchmarks; costs a walk over the
-    /// cached roots and the reverse map).
+    /// cached roots and the reverse map). Shared shadow second-level tables (see the module
+    /// documentation) count once, like the guest tables they shadow.
     pub fn memory_stats(&self) -> MemoryStats {
         let (l1, l2) = self.pool.usage();
         let mut ranges: Vec<(u64, u64)> = Vec::new();
@@ -903,8 +972,17 @@ impl ShadowEngine {
                 }
             });
             if let Some((a, n, more)) = deps {
+                // Entries sharing a shadow table update it once.
+                let mut done = SlotSet::default();
                 for &(r, idx) in a[..n].iter().chain(more.iter()) {
-                    res = res.and(self.fill_l2_entry(r as usize, idx as usize, j, &ov, map));
+                    res = res.and(self.fill_l2_entry(
+                        r as usize,
+                        idx as usize,
+                        j,
+                        &ov,
+                        map,
+                        &mut done,
+                    ));
                 }
             }
         }
@@ -1216,7 +1294,7 @@ impl ShadowEngine {
                 self.unprotect(e.guest_l2 >> 12);
             }
             if e.shadow_l2 != NONE {
-                self.pool.free_l2(e.shadow_l2);
+                self.release_l2(e.shadow_l2);
             }
         }
         for &p in &root.l1_pages {
@@ -1236,6 +1314,8 @@ impl ShadowEngine {
             }
         }
         self.rmap.clear();
+        debug_assert!(self.l2_shared.is_empty() && self.pool.usage() == (0, 0));
+        self.l2_shared.clear();
         // Evicting every root released every reference; anything left (none expected) is
         // released here too so that external protection never outlives the roots.
         let left: Vec<u32> = self.wp.pages().collect();
@@ -1262,14 +1342,138 @@ impl ShadowEngine {
         }
     }
 
+    /// Allocates a private shadow L2 slot with one reference, evicting least recently used
+    /// roots other than `keep` and the active one while the pool is full.
     fn alloc_l2(&mut self, keep: usize) -> Result<u32, ShadowError> {
         loop {
             if let Some(s) = self.pool.alloc_l2() {
+                self.l2_refs[s as usize] = 1;
+                self.l2_key[s as usize] = NONE;
                 return Ok(s);
             }
             let v = self.lru_victim(keep).ok_or(ShadowError::PoolExhausted)?;
             self.evict(v);
         }
+    }
+
+    /// Drops one reference to shadow L2 slot `slot`; the last one returns it to the pool.
+    fn release_l2(&mut self, slot: u32) {
+        let s = slot as usize;
+        debug_assert!(self.l2_refs[s] != 0, "release of free slot {slot}");
+        self.l2_refs[s] = self.l2_refs[s].saturating_sub(1);
+        if self.l2_refs[s] == 0 {
+            if self.l2_key[s] != NONE {
+                self.l2_shared.remove(&self.l2_key[s]);
+                self.l2_key[s] = NONE;
+            }
+            self.pool.free_l2(slot);
+        }
+    }
+
+    /// Makes `*slot` usable for a private table: kept if this entry is its only user
+    /// (unshared if it was shared), else the reference is dropped and `*slot` is NONE.
+    fn make_private(&mut self, slot: &mut u32) {
+        if *slot == NONE {
+            return;
+        }
+        let s = *slot as usize;
+        if self.l2_refs[s] > 1 {
+            self.release_l2(*slot);
+            *slot = NONE;
+        } else if self.l2_key[s] != NONE {
+            self.l2_shared.remove(&self.l2_key[s]);
+            self.l2_key[s] = NONE;
+        }
+    }
+
+    /// True if shadow L2 slot `slot` is also reached through an L1 index other than `idx`
+    /// (in any root), so that a rewritten word must be invalidated at several VAs.
+    fn shared_elsewhere(&self, slot: u32, idx: usize) -> bool {
+        let s = slot as usize;
+        if self.l2_refs[s] <= 1 || self.l2_key[s] == NONE {
+            return false;
+        }
+        let Some(deps) = self.rmap.get(&(self.l2_key[s] >> 1)) else {
+            return false;
+        };
+        deps.iter().any(|&(r2, i2)| {
+            i2 as usize != idx
+                && self.roots[r2 as usize]
+                    .as_ref()
+                    .is_some_and(|root| root.ents[i2 as usize].shadow_l2 == slot)
+        })
+    }
+
+    /// Consistency of the shared-table bookkeeping (tests): reference counts match the
+    /// entries, the pool holds exactly the referenced slots, keys match the guest tables the
+    /// entries were built from, and the reverse map lists exactly the table-backed entries.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) -> Result<(), alloc::string::String> {
+        use alloc::format;
+        let mut refs = alloc::vec![0u32; self.l2_refs.len()];
+        let mut rmap_n = 0;
+        for (r, root) in self.roots.iter().enumerate() {
+            let Some(root) = root else { continue };
+            for (idx, e) in root.ents.iter().enumerate() {
+                if e.guest_l2 != NONE {
+                    rmap_n += 1;
+                    let listed = self
+                        .rmap
+                        .get(&(e.guest_l2 >> 10))
+                        .is_some_and(|v| v.contains(&(r as u16, idx as u16)));
+                    if !listed {
+                        return Err(format!("({r}, {idx:#x}) missing from the reverse map"));
+                    }
+                    if !self.wp.contains(e.guest_l2 as u64) {
+                        return Err(format!("guest L2 {:#x} not protected", e.guest_l2));
+                    }
+                }
+                if e.shadow_l2 == NONE {
+                    continue;
+                }
+                let s = e.shadow_l2 as usize;
+                refs[s] += 1;
+                let key = self.l2_key[s];
+                if key != NONE && (e.guest_l2 == NONE || key >> 1 != e.guest_l2 >> 10) {
+                    return Err(format!(
+                        "({r}, {idx:#x}) guest L2 {:#x} uses slot {s} keyed {key:#x}",
+                        e.guest_l2
+                    ));
+                }
+                let l1 = L1Desc::decode(self.pool.l1_word(root.l1, idx));
+                let pa = self.pool.l2_pa(e.shadow_l2) as u32;
+                if !matches!(l1, L1Desc::PageTable(t) if t.base == pa) {
+                    return Err(format!(
+                        "({r}, {idx:#x}) L1 word does not point at slot {s}"
+                    ));
+                }
+            }
+        }
+        if refs != self.l2_refs {
+            return Err(format!("reference counts {:?} != {:?}", self.l2_refs, refs));
+        }
+        let used = refs.iter().filter(|&&n| n != 0).count();
+        if used != self.pool.usage().1 {
+            return Err(format!(
+                "{used} referenced slots, pool has {}",
+                self.pool.usage().1
+            ));
+        }
+        for (s, &key) in self.l2_key.iter().enumerate() {
+            if key != NONE && (self.l2_shared.get(&key) != Some(&(s as u32)) || refs[s] == 0) {
+                return Err(format!("slot {s} keyed {key:#x} not in the share map"));
+            }
+        }
+        for (&key, &s) in &self.l2_shared {
+            if self.l2_key[s as usize] != key {
+                return Err(format!("share map {key:#x} -> {s} stale"));
+            }
+        }
+        let listed: usize = self.rmap.values().map(|v| v.len()).sum();
+        if listed != rmap_n {
+            return Err(format!("reverse map lists {listed}, entries {rmap_n}"));
+        }
+        Ok(())
     }
 
     // ---------------------------------------------------------------------------------
@@ -1455,7 +1659,7 @@ impl ShadowEngine {
             Err(e) => {
                 self.set_l1(r, idx, 0);
                 if slot != NONE {
-                    self.pool.free_l2(slot);
+                    self.release_l2(slot);
                 }
                 if let Some(root) = self.roots[r].as_mut() {
                     root.ents[idx].shadow_l2 = NONE;
@@ -1466,7 +1670,7 @@ impl ShadowEngine {
         if (w & 3 != 1 || trap.is_some()) && slot != NONE {
             // The entry no longer needs a second-level table (a walk trap has none).
             self.set_l1(r, idx, w);
-            self.pool.free_l2(slot);
+            self.release_l2(slot);
             slot = NONE;
         } else {
             self.set_l1(r, idx, w);
@@ -1565,6 +1769,8 @@ impl ShadowEngine {
             None if left >= MIB => return Ok(0),
             _ => {}
         }
+        // The table depends on the region: never shared.
+        self.make_private(slot);
         if *slot == NONE {
             *slot = self.alloc_l2(r)?;
         }
@@ -1612,7 +1818,7 @@ impl ShadowEngine {
             }
             k += 1;
         }
-        self.write_l2(r, idx, *slot, &buf);
+        self.write_l2(idx, *slot, &buf);
         let pxn = reg.pxn && !manager;
         Ok(L1Desc::PageTable(PageTableDesc {
             base: self.pool.l2_pa(*slot) as u32,
@@ -1625,12 +1831,17 @@ impl ShadowEngine {
         .encode())
     }
 
-    fn write_l2(&mut self, r: usize, idx: usize, slot: u32, buf: &[u32; 256]) {
-        let _ = r;
+    /// Writes the words of shadow L2 slot `slot`, reached (at least) through L1 index `idx`,
+    /// that differ from `buf`, with their invalidations.
+    fn write_l2(&mut self, idx: usize, slot: u32, buf: &[u32; 256]) {
+        let mut elsewhere = None;
         for (j, &w) in buf.iter().enumerate() {
             let old = self.pool.l2_word(slot, j);
             if old != w {
                 self.flush.page(((idx as u32) << 20) | ((j as u32) << 12));
+                if *elsewhere.get_or_insert_with(|| self.shared_elsewhere(slot, idx)) {
+                    self.flush.all_vas();
+                }
                 self.pool.set_l2_word(slot, j, w);
             }
         }
@@ -1737,8 +1948,11 @@ impl ShadowEngine {
 
     /// Shadow L1 word for a guest page-table descriptor whose second-level table holds
     /// `guest` (unreadable words read as 0: they stay shadow faults, and the guest walk
-    /// reports the external abort when the fault is resolved): builds the whole shadow L2
-    /// table.
+    /// reports the external abort when the fault is resolved). The shadow L2 table is the
+    /// shared one for the entry's [`share_key`] if there is one (it is kept exact by
+    /// [`ShadowEngine::sync_write`], so nothing is built); else `*slot` (this entry's table,
+    /// if no other entry uses it) or a new slot is (re)built and becomes the shared one.
+    /// `*slot` holds the entry's reference on return (NONE on error).
     #[allow(clippy::too_many_arguments)]
     fn table_entry<H: GuestMap + ?Sized>(
         &mut self,
@@ -1750,11 +1964,60 @@ impl ShadowEngine {
         slot: &mut u32,
         map: &H,
     ) -> Result<u32, ShadowError> {
-        if *slot == NONE {
-            *slot = self.alloc_l2(r)?;
-        }
-        self.stats.l2_builds += 1;
         let manager = regime.domain_access(t.domain) == DomainAccess::Manager;
+        let key = share_key(t.base, manager);
+        let cur = *slot;
+        if cur != NONE && self.l2_key[cur as usize] == key {
+            // Already this entry's (possibly shared) table: rebuild in place.
+            self.build_table(idx, cur, regime, manager, guest, map);
+        } else if let Some(&s) = self.l2_shared.get(&key) {
+            if cur != NONE {
+                self.release_l2(cur);
+            }
+            self.l2_refs[s as usize] += 1;
+            self.stats.l2_shares += 1;
+            *slot = s;
+        } else {
+            if cur != NONE && self.l2_refs[cur as usize] > 1 {
+                self.release_l2(cur);
+                *slot = NONE;
+            }
+            if *slot == NONE {
+                *slot = self.alloc_l2(r)?;
+            } else {
+                // This entry's own table: rekey it (rewriting only what changes).
+                let old = self.l2_key[cur as usize];
+                if old != NONE {
+                    self.l2_shared.remove(&old);
+                }
+            }
+            self.l2_key[*slot as usize] = key;
+            self.l2_shared.insert(key, *slot);
+            self.build_table(idx, *slot, regime, manager, guest, map);
+        }
+        Ok(L1Desc::PageTable(PageTableDesc {
+            base: self.pool.l2_pa(*slot) as u32,
+            pxn: t.pxn && !manager,
+            ns: t.ns,
+            sbz: false,
+            domain: t.domain,
+            imp: false,
+        })
+        .encode())
+    }
+
+    /// Builds shadow L2 slot `slot` (reached through L1 index `idx`, among others if shared)
+    /// from the guest second-level table words `guest`.
+    fn build_table<H: GuestMap + ?Sized>(
+        &mut self,
+        idx: usize,
+        slot: u32,
+        regime: &Regime,
+        manager: bool,
+        guest: &[u32; 256],
+        map: &H,
+    ) {
+        self.stats.l2_builds += 1;
         let mut buf = [0u32; 256];
         let mut cache = RunCache::new();
         for j in 0..256 {
@@ -1769,20 +2032,12 @@ impl ShadowEngine {
                 map,
             );
         }
-        self.write_l2(r, idx, *slot, &buf);
-        Ok(L1Desc::PageTable(PageTableDesc {
-            base: self.pool.l2_pa(*slot) as u32,
-            pxn: t.pxn && !manager,
-            ns: t.ns,
-            sbz: false,
-            domain: t.domain,
-            imp: false,
-        })
-        .encode())
+        self.write_l2(idx, slot, &buf);
     }
 
     /// Recomputes shadow L2 entry `j` (or its 16-entry group for large pages) of the table
-    /// built from a guest L2 table for L1 entry `idx` of root `r`.
+    /// built from a guest L2 table for L1 entry `idx` of root `r`, unless that (shared)
+    /// table is in `done` (already recomputed for this word through another entry).
     fn fill_l2_entry<M: GuestMemory + ?Sized, H: GuestMap + ?Sized>(
         &mut self,
         r: usize,
@@ -1790,6 +2045,7 @@ impl ShadowEngine {
         j: usize,
         mem: &M,
         map: &H,
+        done: &mut SlotSet,
     ) -> Result<(), ShadowError> {
         let regime = self.regime.ok_or(ShadowError::NoRegime)?;
         let Some(root) = &self.roots[r] else {
@@ -1802,6 +2058,12 @@ impl ShadowEngine {
         };
         let slot = ent.shadow_l2;
         let manager = regime.domain_access(t.domain) == DomainAccess::Manager;
+        if self.l2_key[slot as usize] != share_key(t.base, manager) {
+            return self.fill_l1(r, idx, mem, map);
+        }
+        if !done.insert(slot) {
+            return Ok(());
+        }
         let rd = |k: usize| {
             mem.read_u32(GuestPhysAddr::new((t.base | ((k as u32) << 2)) as u64))
                 .unwrap_or(0)
@@ -1827,10 +2089,16 @@ impl ShadowEngine {
         Ok(())
     }
 
+    /// Writes word `j` of shadow L2 slot `slot`, reached (at least) through L1 index `idx`.
+    /// A shared table reached at the same index in every root needs one TLBIMVAA per page
+    /// (all ASIDs, so every root's entries); at several indices, a full invalidation.
     #[inline]
     fn set_l2(&mut self, idx: usize, slot: u32, j: usize, w: u32) {
         if self.pool.l2_word(slot, j) != w {
             self.flush.page(((idx as u32) << 20) | ((j as u32) << 12));
+            if self.shared_elsewhere(slot, idx) {
+                self.flush.all_vas();
+            }
             self.pool.set_l2_word(slot, j, w);
         }
     }
@@ -1900,6 +2168,8 @@ impl ShadowEngine {
         let l2_possible = hpa < FOUR_GIB;
         // (root, L1 index, Some(L2 index) for guest-L2-backed entries).
         let mut work: Vec<(usize, usize, Option<usize>)> = Vec::new();
+        // Shared tables already scanned through another entry.
+        let mut seen = SlotSet::default();
         for (r, root) in self.roots.iter().enumerate() {
             let Some(root) = root else { continue };
             if skip == Some(r) {
@@ -1924,6 +2194,9 @@ impl ShadowEngine {
                             continue;
                         }
                         let from_guest_l2 = root.ents[idx].guest_l2 != NONE;
+                        if self.l2_refs[slot as usize] > 1 && !seen.insert(slot) {
+                            continue;
+                        }
                         // Bit tests instead of a decode: this loop is the scan's cost.
                         // Branch-free so that the compiler can vectorise it.
                         let hit = |w: u32| {
@@ -1949,7 +2222,7 @@ impl ShadowEngine {
         }
         for (r, idx, j) in work {
             let _ = match j {
-                Some(j) => self.fill_l2_entry(r, idx, j, mem, map),
+                Some(j) => self.fill_l2_entry(r, idx, j, mem, map, &mut SlotSet::default()),
                 None => self.fill_group_or_entry(r, idx, mem, map),
             };
         }

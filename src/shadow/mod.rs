@@ -63,14 +63,39 @@
 //! [`ShadowEngine::reset`] drops everything for a VM reboot, and
 //! [`ShadowEngine::memory_stats`] accounts shadow and shadowed guest table memory.
 //!
+//! # Shared second-level tables
+//!
+//! Each root has its own 16 KiB shadow first-level table, but shadow second-level tables
+//! built from guest second-level tables are shared: every shadow first-level entry (in any
+//! root, at any index) whose guest page-table descriptor points at the same 1 KiB guest
+//! table, in a domain with the same manager status, points at one reference-counted shadow
+//! table. Its 256 words depend on nothing else: not on the VA (large pages are grouped by
+//! table index, walk traps are first-level entries), and the descriptor's domain, NS and PXN
+//! bits go into the first-level word only; the protected set, the guest map and
+//! SCTLR.AFE/WXN/UWXN are the same for every root. So the per-process first-level tables of
+//! a Linux guest, which all hook the same kernel second-level tables (modules, vmalloc,
+//! fixmap, vectors), cost one shadow copy of each, and a new process's root takes
+//! references instead of building them. Shadow tables for section-like regions (guest
+//! sections, supersections or the MMU-off identity split into pages) stay private to their
+//! entry.
+//!
+//! A synced write to a shared guest table updates the shadow copy once; it is invalidated
+//! with TLBIMVAA (all ASIDs, so every root's TLB entries) when every entry using it is at
+//! the same L1 index, with a full invalidation otherwise. An entry that stops using a table
+//! (guest first-level write, client↔manager change of its domain, eviction of its root)
+//! drops its reference, and the last one returns the slot to the pool. The reverse map and
+//! the write-protection reference counts stay per entry, so protection is exactly as
+//! without sharing.
+//!
 //! # Costs (see `benches/shadow.rs`)
 //!
 //! A guest walk is at most two table reads. A synced descriptor write is one reverse-map
-//! lookup and one (or 16, for large pages and supersections) shadow descriptor rewrites. A
-//! guest L1 write that hooks a new L2 table builds 256 shadow entries; when that makes a
-//! page newly write-protected (or releases one), every cached shadow is scanned for
-//! mappings of that page (O(shadow size), tens of microseconds) unless write protection is
-//! external.
+//! lookup and one (or 16, for large pages and supersections) shadow descriptor rewrites,
+//! once per shadow table however many roots share it. A guest L1 write that hooks a new L2
+//! table builds 256 shadow entries (or takes a reference to the shadow table another entry
+//! already built from that guest table); when that makes a page newly write-protected (or
+//! releases one), every cached shadow is scanned for mappings of that page (O(shadow
+//! size), tens of microseconds) unless write protection is external.
 //!
 //! Guest descriptor writes must be trapped (the table pages are read-only, in the shadow or
 //! at stage 2) and reported with [`ShadowEngine::sync_write`]; shadows are therefore never

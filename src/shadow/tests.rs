@@ -14,7 +14,7 @@ use super::walk::{
 };
 use super::{
     Backing, GuestMap, L1Desc, MemoryStats, Pool, RegionAttrs, ShadowEngine, ShadowError,
-    ShadowOptions, ShadowRegs, ShadowView,
+    ShadowOptions, ShadowRegs, ShadowView, SyncOutcome,
 };
 use crate::addr::{GuestPhysAddr, HostPhysAddr, VirtAddr};
 
@@ -925,11 +925,37 @@ fn l1_table_base(r: &Regime, idx: u16) -> u64 {
     }
 }
 
+/// The same regime on the TTB0_ALT table, whose entries [`install`] mirrors from the TTBR0
+/// table so that the two roots share second-level tables.
+fn alt_regime(r: &Regime) -> Regime {
+    let mut a = *r;
+    a.ttbr0 = TTB0_ALT as u32 | (r.ttbr0 & 0x7f);
+    a
+}
+
+/// The TTB0_ALT copy of the TTBR0-half first-level word `w` at index `i`: most are the same
+/// (the roots share the second-level tables), a quarter are left out and a quarter of the
+/// page-table descriptors move to the next domain (the same guest table in another domain,
+/// shared only while both domains have the same manager status).
+fn alt_word(r: &Regime, i: u64, w: u32) -> Option<u32> {
+    if r.ttbr_for((i as u32) << 20) != 0 {
+        return None;
+    }
+    match i % 4 {
+        3 => None,
+        2 if w & 3 == 1 => Some((w & !0x1e0) | ((((w >> 5) + 1) & 15) << 5)),
+        _ => Some(w),
+    }
+}
+
 fn install(s: &Scenario, mem: &mut SparseMemory) {
     for (idx, words) in &s.l1 {
         for (k, &w) in words.iter().enumerate() {
             let i = (*idx as u64 + k as u64) & 0xfff;
             let _ = mem.write_u32(l1_table_base(&s.regime, i as u16) + i * 4, w);
+            if let Some(w2) = alt_word(&s.regime, i, w) {
+                let _ = mem.write_u32(TTB0_ALT + i * 4, w2);
+            }
         }
     }
     for (tab, j, words) in &s.l2 {
@@ -1220,14 +1246,60 @@ fn check_walk_trap(
     Ok(())
 }
 
+/// Installs the scenario and builds its root, after the TTB0_ALT root (cached: the two
+/// share second-level tables).
 fn build(s: &Scenario) -> (SparseMemory, RegionMap, ShadowEngine) {
     let map = host_map();
     let mut mem = guest_mem(&map);
     install(s, &mut mem);
     let mut e = engine(64, 4);
+    e.set_regime(alt_regime(&s.regime), &mem, &map)
+        .expect("pool large enough");
     e.set_regime(s.regime, &mem, &map)
         .expect("pool large enough");
     (mem, map, e)
+}
+
+fn invariants(e: &ShadowEngine) -> Result<(), TestCaseError> {
+    e.check_invariants().map_err(TestCaseError::fail)
+}
+
+/// Switches to the TTB0 and TTB0_ALT roots (cache hits when cached: the inactive root's
+/// shared tables must have followed every synced write) and checks each one exactly, and
+/// against a fresh engine's root bit for bit when `fresh` makes one; then back to `r`.
+fn check_shared_roots(
+    e: &mut ShadowEngine,
+    r: &Regime,
+    mem: &SparseMemory,
+    map: &RegionMap,
+    vas: &[u32],
+    fresh: Option<fn() -> ShadowEngine>,
+) -> Result<(), TestCaseError> {
+    for base in [TTB0, TTB0_ALT] {
+        let mut r2 = *r;
+        r2.ttbr0 = base as u32 | (r.ttbr0 & 0x7f);
+        prop_assert_eq!(e.set_regime(r2, mem, map).map(|_| ()), Ok(()));
+        invariants(e)?;
+        check_equivalence(e, &r2, mem, map, vas)?;
+        if let Some(mk) = fresh {
+            let mut f = mk();
+            f.set_regime(r2, mem, map).expect("fresh");
+            for &v in vas {
+                for a in Access::ALL {
+                    prop_assert_eq!(
+                        e.shadow_translate(va(v), a),
+                        f.shadow_translate(va(v), a),
+                        "root {:#x} va {:#x} {:?}",
+                        base,
+                        v,
+                        a
+                    );
+                }
+            }
+        }
+    }
+    prop_assert_eq!(e.set_regime(*r, mem, map).map(|_| ()), Ok(()));
+    invariants(e)
 }
 
 /// The TTBR0 value of a [`Step::Switch`]: TTB0, TTB0_ALT, a table outside RAM, or (in the
@@ -1310,6 +1382,7 @@ proptest! {
                     prop_assert_eq!(e.tlb_op(TlbOp::All), HostTlbOp::All);
                 }
             }
+            invariants(&e)?;
         }
         let vas = probe_vas(&s, &extra);
         check_equivalence(&e, &r, &mem, &map, &vas)?;
@@ -1352,6 +1425,8 @@ proptest! {
                 }
             }
         }
+        // Both roots sharing second-level tables stay exact.
+        check_shared_roots(&mut e, &r, &mem, &map, &vas, None)?;
     }
 
     /// A pool too small for the scenario: operations may fail, but whatever the shadow
@@ -1363,7 +1438,9 @@ proptest! {
         install(&s, &mut mem);
         let mut e = engine(blocks, 2);
         let mut r = s.regime;
+        let _ = e.set_regime(alt_regime(&r), &mem, &map);
         let _ = e.set_regime(r, &mem, &map);
+        invariants(&e)?;
         for st in &steps {
             match st {
                 Step::L2(tab, j, words) => {
@@ -1384,10 +1461,15 @@ proptest! {
                 }
                 _ => {}
             }
+            invariants(&e)?;
             if e.shadow_regs().is_some() {
                 check_shadow(&e, &r, &mem, &map, &probe_vas(&s, &[]), false)?;
             }
         }
+        // Nothing leaks: dropping everything returns every table to the pool.
+        e.reset();
+        invariants(&e)?;
+        prop_assert_eq!(e.pool().usage(), (0, 0));
     }
 
     /// (e) Garbage everywhere: random table contents and registers never panic the walker,
@@ -1797,6 +1879,7 @@ proptest! {
         install(&s, &mut mem);
         let mut e = ext_engine(64, 4);
         let mut stage2 = BTreeSet::new();
+        e.set_regime(alt_regime(&s.regime), &mem, &map).expect("pool large enough");
         e.set_regime(s.regime, &mem, &map).expect("pool large enough");
         apply_wp_changes(&mut e, &mut stage2)?;
         let mut r = s.regime;
@@ -1834,6 +1917,7 @@ proptest! {
                 }
             }
             apply_wp_changes(&mut e, &mut stage2)?;
+            invariants(&e)?;
         }
         let vas = all_mib_vas(&s, &extra);
         check_equivalence(&e, &r, &mem, &map, &vas)?;
@@ -1849,6 +1933,9 @@ proptest! {
         prop_assert_eq!(&fresh_set, &expected_protected(&r, &mem, false));
         prop_assert!(fresh_set.is_subset(&stage2));
         prop_assert_eq!(e.stats().rescans, 0);
+        // Both roots sharing second-level tables equal fresh builds.
+        check_shared_roots(&mut e, &r, &mem, &map, &vas, Some(|| ext_engine(64, 4)))?;
+        apply_wp_changes(&mut e, &mut stage2)?;
         // Dropping everything releases everything.
         e.reset();
         apply_wp_changes(&mut e, &mut stage2)?;
@@ -2161,7 +2248,7 @@ fn memory_stats_count_shadow_and_guest_tables() {
         &mut mem,
         TTB0 + (0x403 << 2),
         page_table(L2_AREA + 0x400, 0),
-    ); // shared
+    ); // the same guest table: one shared shadow table
     wr(&mut mem, TTB0 + (0x500 << 2), section(RAM_A, 0, 3));
     wr(&mut mem, TTB0_ALT + (0x401 << 2), page_table(L2_AREA, 0));
     wr(
@@ -2177,20 +2264,21 @@ fn memory_stats_count_shadow_and_guest_tables() {
         m,
         MemoryStats {
             shadow_l1_tables: 1,
-            shadow_l2_tables: 3,
-            shadow_bytes: 0x4000 + 3 * 0x400,
+            shadow_l2_tables: 2,
+            shadow_bytes: 0x4000 + 2 * 0x400,
             pool_bytes: 2 * 0x4000,
             guest_l2_tables: 2,
             guest_table_bytes: 0x4000 + 2 * 0x400,
             protected_pages: 5,
         }
     );
-    // A second root: its L1 table and one more L2 table.
+    // A second root: its L1 table and one more L2 table (the shadow of L2_AREA is shared
+    // with the first root).
     r.ttbr0 = TTB0_ALT as u32;
     e.set_regime(r, &mem, &map).unwrap();
     let m = e.memory_stats();
-    assert_eq!((m.shadow_l1_tables, m.shadow_l2_tables), (2, 5));
-    assert_eq!(m.shadow_bytes, 2 * 0x4000 + 5 * 0x400);
+    assert_eq!((m.shadow_l1_tables, m.shadow_l2_tables), (2, 3));
+    assert_eq!(m.shadow_bytes, 2 * 0x4000 + 3 * 0x400);
     assert_eq!(m.pool_bytes, 3 * 0x4000);
     assert_eq!(m.guest_l2_tables, 3);
     assert_eq!(m.guest_table_bytes, 2 * 0x4000 + 3 * 0x400);
@@ -2745,6 +2833,7 @@ proptest! {
         install(&s, &mut mem);
         let mut e = wt_engine(64, 4, !own);
         let mut stage2 = BTreeSet::new();
+        e.set_regime(alt_regime(&s.regime), &mem, &map).expect("pool large enough");
         e.set_regime(s.regime, &mem, &map).expect("pool large enough");
         if !own {
             apply_wp_changes(&mut e, &mut stage2)?;
@@ -2756,6 +2845,7 @@ proptest! {
             if !own {
                 apply_wp_changes(&mut e, &mut stage2)?;
             }
+            invariants(&e)?;
         }
         let vas = all_mib_vas(&s, &extra);
         check_equivalence(&e, &r, &mem, &map, &vas)?;
@@ -2771,6 +2861,11 @@ proptest! {
                 }
             }
             prop_assert!(fresh_set.is_subset(&stage2));
+        }
+        let mk: Option<fn() -> ShadowEngine> = if own { None } else { Some(|| wt_engine(64, 4, true)) };
+        check_shared_roots(&mut e, &r, &mem, &map, &vas, mk)?;
+        if !own {
+            apply_wp_changes(&mut e, &mut stage2)?;
         }
         e.reset();
         if !own {
@@ -2789,9 +2884,11 @@ proptest! {
         install(&s, &mut mem);
         let mut e = wt_engine(blocks, 2, true);
         let mut r = s.regime;
+        let _ = e.set_regime(alt_regime(&r), &mem, &map);
         let _ = e.set_regime(r, &mem, &map);
         for st in &steps {
             apply_step(&mut e, &mut mem, &map, &mut r, st, false)?;
+            invariants(&e)?;
             if e.shadow_regs().is_some() {
                 check_shadow(&e, &r, &mem, &map, &probe_vas(&s, &[]), false)?;
             }
@@ -2835,4 +2932,464 @@ fn walk_trap_generator_covers_every_case() {
         l1_traps > 0 && l2_traps > 0 && partial > 0,
         "{l1_traps} {l2_traps} {partial}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared shadow second-level tables.
+
+/// An engine configured as on target: external write protection and a walk trap.
+fn target_engine(blocks: usize, roots: usize) -> ShadowEngine {
+    wt_engine(blocks, roots, true)
+}
+
+/// First-level table of the Linux model's process `k`.
+fn linux_pgd(k: usize) -> u64 {
+    0x4140_0000 + k as u64 * 0x4000
+}
+
+/// Builds a Linux-like address space set: `procs` processes whose first-level tables all
+/// map the kernel (lowmem sections plus `kernel` shared second-level tables: modules,
+/// vmalloc, fixmap, vectors) and `private` second-level tables of their own each (user
+/// text, heap, stack). Activates every process once and returns the engine.
+fn linux_model(
+    procs: usize,
+    kernel: usize,
+    private: usize,
+) -> (SparseMemory, RegionMap, ShadowEngine, Regime) {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    const KL2: u64 = 0x4150_0000;
+    const UL2: u64 = 0x4160_0000;
+    let kidx = |k: usize| -> u64 {
+        // Modules below the kernel, then vmalloc, then the fixmap/vector MiBs at the top.
+        match k % 3 {
+            0 => 0xbf0 + (k / 3) as u64,
+            1 => 0xe00 + (k / 3) as u64,
+            _ => 0xfff - (k / 3) as u64,
+        }
+    };
+    let uidx = |u: usize| -> u64 {
+        match u % 3 {
+            0 => (u / 3) as u64,
+            1 => 0x010 + (u / 3) as u64,
+            _ => 0x7ff - (u / 3) as u64,
+        }
+    };
+    for k in 0..kernel {
+        let t = KL2 + k as u64 * 0x400;
+        for j in 0..256u64 {
+            if (j + k as u64) % 3 != 2 {
+                wr(
+                    &mut mem,
+                    t + j * 4,
+                    small(RAM_A + ((k as u64 * 256 + j) * 0x1000) % RAM_A_LEN, 1),
+                );
+            }
+        }
+    }
+    for p in 0..procs {
+        let pgd = linux_pgd(p);
+        for i in 0xc00..0xc20u64 {
+            wr(
+                &mut mem,
+                pgd + i * 4,
+                section(RAM_A + ((i - 0xc00) << 20), 0, 1),
+            );
+        }
+        for k in 0..kernel {
+            wr(
+                &mut mem,
+                pgd + kidx(k) * 4,
+                page_table(KL2 + k as u64 * 0x400, 0),
+            );
+        }
+        for u in 0..private {
+            let t = UL2 + (p * private + u) as u64 * 0x400;
+            wr(&mut mem, pgd + uidx(u) * 4, page_table(t, 1));
+            for j in 0..256u64 {
+                if !(j * 7 + p as u64).is_multiple_of(5) {
+                    let pa = RAM_A + ((p as u64 * 4096 + u as u64 * 256 + j) * 0x1000) % RAM_A_LEN;
+                    wr(&mut mem, t + j * 4, small(pa, 3));
+                }
+            }
+        }
+    }
+    let mut e = target_engine(256, 64);
+    let mut r = base_regime();
+    for p in 0..procs {
+        r.ttbr0 = linux_pgd(p) as u32;
+        r.contextidr = p as u32 + 1;
+        e.set_regime(r, &mem, &map).expect("pool large enough");
+    }
+    (mem, map, e, r)
+}
+
+/// The Linux model: 16 processes sharing 8 kernel second-level tables, 3 private ones
+/// each. Every per-process first-level table points at the same kernel tables, so one
+/// shadow copy of each is enough: shadow memory stays within 1.5 × the guest's tables.
+#[test]
+fn linux_model_shadow_memory_within_one_and_a_half_guest() {
+    for (kernel, private) in [(8, 3), (32, 3)] {
+        let (mem, map, mut e, mut r) = linux_model(16, kernel, private);
+        let m = e.memory_stats();
+        std::println!(
+            "linux model: 16 procs, {kernel} kernel + {private} private L2 each: shadow_bytes={} ({} L1, {} L2) guest_table_bytes={} pool_bytes={} ratio={:.2}",
+            m.shadow_bytes,
+            m.shadow_l1_tables,
+            m.shadow_l2_tables,
+            m.guest_table_bytes,
+            m.pool_bytes,
+            m.shadow_bytes as f64 / m.guest_table_bytes as f64
+        );
+        assert_eq!(m.shadow_l1_tables, 16);
+        assert_eq!(m.guest_l2_tables, kernel + 16 * private);
+        assert_eq!(
+            m.guest_table_bytes,
+            16 * 0x4000 + (kernel + 16 * private) as u64 * 0x400
+        );
+        assert!(
+            m.shadow_bytes * 2 <= m.guest_table_bytes * 3,
+            "shadow {} > 1.5 x guest {}",
+            m.shadow_bytes,
+            m.guest_table_bytes
+        );
+        // One shadow copy per guest second-level table.
+        assert_eq!(m.shadow_l2_tables, m.guest_l2_tables);
+        // Every process still translates exactly.
+        for p in 0..16 {
+            r.ttbr0 = linux_pgd(p) as u32;
+            r.contextidr = p as u32 + 1;
+            e.set_regime(r, &mem, &map).expect("cache hit");
+            let vas: Vec<u32> = (0..4096u32)
+                .flat_map(|i| [i << 20, i << 20 | 0x5_6000, i << 20 | 0xf_f123])
+                .collect();
+            let _ = check_equivalence(&e, &r, &mem, &map, &vas).map_err(|err| panic!("{err}"));
+        }
+    }
+}
+
+/// Two roots whose first-level tables hook the same guest second-level tables: `TTB0` maps
+/// 0x401 → L2 table 0, 0x402 → table 1; `TTB0_ALT` maps 0x401 → table 0, 0x402 → table 1
+/// and 0x403 → table 2 (its own). Returns the engine with both roots built, TTB0_ALT active.
+fn two_sharing_roots() -> (SparseMemory, RegionMap, ShadowEngine, Regime) {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    for t in 0..3u64 {
+        for j in 0..256u64 {
+            if j % 3 != 0 {
+                wr(
+                    &mut mem,
+                    L2_AREA + t * 0x400 + j * 4,
+                    small(RAM_A + (t << 20) + (j << 12), 3),
+                );
+            }
+        }
+    }
+    // A large page in table 1, so that grouping is shared too.
+    for j in 0x20..0x30u64 {
+        wr(
+            &mut mem,
+            L2_AREA + 0x400 + j * 4,
+            (RAM_A as u32 + 0x80_0000) | 1 | (3 << 4),
+        );
+    }
+    for base in [TTB0, TTB0_ALT] {
+        wr(&mut mem, base + (0x401 << 2), page_table(L2_AREA, 0));
+        wr(
+            &mut mem,
+            base + (0x402 << 2),
+            page_table(L2_AREA + 0x400, 1),
+        );
+        wr(&mut mem, base + (0x500 << 2), section(RAM_A, 0, 3));
+    }
+    wr(
+        &mut mem,
+        TTB0_ALT + (0x403 << 2),
+        page_table(L2_AREA + 0x800, 0),
+    );
+    let mut e = target_engine(16, 4);
+    let mut r = base_regime();
+    e.set_regime(r, &mem, &map).unwrap();
+    r.ttbr0 = TTB0_ALT as u32;
+    r.contextidr = 8;
+    e.set_regime(r, &mem, &map).unwrap();
+    (mem, map, e, r)
+}
+
+/// Every page of the MiBs the shared-table tests use, plus a few others.
+fn shared_test_vas() -> Vec<u32> {
+    let mut v: Vec<u32> = (0x400..0x404u32)
+        .flat_map(|i| (0..256u32).map(move |j| (i << 20) | (j << 12) | 0x24))
+        .collect();
+    v.extend([0x5000_0000, 0x5001_2345, 0x0, 0xc000_0000]);
+    v
+}
+
+/// The shadow first-level word of L1 index `idx` in the active root.
+fn active_l1_word(e: &ShadowEngine, idx: u32) -> u32 {
+    let regs = e.shadow_regs().unwrap();
+    e.pool()
+        .read_hpa(((regs.ttbr0 & 0xffff_c000) | (idx << 2)) as u64)
+        .unwrap()
+}
+
+fn switch_to(e: &mut ShadowEngine, r: &mut Regime, base: u64, mem: &SparseMemory, map: &RegionMap) {
+    r.ttbr0 = base as u32;
+    e.set_regime(*r, mem, map).unwrap();
+}
+
+fn assert_exact(e: &ShadowEngine, r: &Regime, mem: &SparseMemory, map: &RegionMap) {
+    e.check_invariants().unwrap();
+    check_equivalence(e, r, mem, map, &shared_test_vas()).unwrap();
+}
+
+/// (a) Roots hooking the same guest second-level tables share one shadow copy of each, and
+/// both translate exactly.
+#[test]
+fn roots_share_shadow_l2_tables() {
+    let (mem, map, mut e, mut r) = two_sharing_roots();
+    let m = e.memory_stats();
+    assert_eq!((m.shadow_l1_tables, m.shadow_l2_tables), (2, 3));
+    assert_eq!(m.guest_l2_tables, 3);
+    assert_eq!(m.shadow_bytes, 2 * 0x4000 + 3 * 0x400);
+    assert_eq!(e.stats().l2_shares, 2);
+    assert_eq!(e.stats().l2_builds, 3);
+    let alt = (active_l1_word(&e, 0x401), active_l1_word(&e, 0x402));
+    assert_exact(&e, &r, &mem, &map);
+    switch_to(&mut e, &mut r, TTB0, &mem, &map);
+    assert_eq!(e.stats().cache_hits, 1);
+    // The same shadow tables (the domain is in the first-level word, not in the table).
+    assert_eq!((active_l1_word(&e, 0x401), active_l1_word(&e, 0x402)), alt);
+    assert_exact(&e, &r, &mem, &map);
+    assert_eq!(
+        e.shadow_translate(va(0x4022_0000), P0R)
+            .unwrap()
+            .unwrap()
+            .size,
+        PageSize::Large
+    );
+}
+
+/// (b) A synced write to a shared guest second-level table updates the one shadow copy,
+/// which both roots see; the flush is one TLBIMVAA (all ASIDs) since both reach the table
+/// at the same VA.
+#[test]
+fn synced_write_to_shared_l2_is_seen_by_both_roots() {
+    let (mut mem, map, mut e, mut r) = two_sharing_roots();
+    let gpa = L2_AREA + 7 * 4;
+    let d = small(RAM_A + 0x9000, 3);
+    wr(&mut mem, gpa, d);
+    let out = e
+        .sync_write(GuestPhysAddr::new(gpa), d, &mem, &map)
+        .unwrap();
+    assert_eq!(
+        out,
+        SyncOutcome {
+            rewritten: 1,
+            flush: HostTlbOp::Mvaa {
+                va: 0x4010_7000,
+                pages: 1
+            }
+        }
+    );
+    assert_exact(&e, &r, &mem, &map);
+    assert_eq!(
+        e.shadow_translate(va(0x4010_7abc), P0R)
+            .unwrap()
+            .unwrap()
+            .pa,
+        HPA_A + 0x9abc
+    );
+    switch_to(&mut e, &mut r, TTB0, &mem, &map);
+    assert_eq!(
+        e.shadow_translate(va(0x4010_7abc), P0R)
+            .unwrap()
+            .unwrap()
+            .pa,
+        HPA_A + 0x9abc
+    );
+    assert_exact(&e, &r, &mem, &map);
+    // Breaking the large page up rewrites its group once.
+    let gpa = L2_AREA + 0x400 + 0x25 * 4;
+    wr(&mut mem, gpa, 0);
+    let out = e
+        .sync_write(GuestPhysAddr::new(gpa), 0, &mem, &map)
+        .unwrap();
+    assert_eq!(out.rewritten, 16);
+    assert_eq!(
+        out.flush,
+        HostTlbOp::Mvaa {
+            va: 0x4022_0000,
+            pages: 16
+        }
+    );
+    assert_exact(&e, &r, &mem, &map);
+    switch_to(&mut e, &mut r, TTB0_ALT, &mem, &map);
+    assert_exact(&e, &r, &mem, &map);
+    // Guest table 1 reached at a second VA (another L1 index of TTB0_ALT): a word written
+    // there must be invalidated at both VAs, so everything is flushed.
+    let w = page_table(L2_AREA + 0x400, 1);
+    wr(&mut mem, TTB0_ALT + (0x404 << 2), w);
+    e.sync_write(GuestPhysAddr::new(TTB0_ALT + (0x404 << 2)), w, &mem, &map)
+        .unwrap();
+    assert_eq!(e.memory_stats().shadow_l2_tables, 3);
+    let gpa = L2_AREA + 0x400 + 9 * 4;
+    let d = small(RAM_A + 0x4000, 2);
+    wr(&mut mem, gpa, d);
+    let out = e
+        .sync_write(GuestPhysAddr::new(gpa), d, &mem, &map)
+        .unwrap();
+    assert_eq!((out.rewritten, out.flush), (1, HostTlbOp::All));
+    assert_exact(&e, &r, &mem, &map);
+    for v in [0x4020_9000, 0x4040_9000] {
+        assert_eq!(
+            e.shadow_translate(va(v), P1R).unwrap().unwrap().pa,
+            HPA_A + 0x4000
+        );
+    }
+    switch_to(&mut e, &mut r, TTB0, &mem, &map);
+    assert_exact(&e, &r, &mem, &map);
+}
+
+/// (c) Unhooking a shared table from one root keeps the other exact and the table in use;
+/// unhooking it from the last root returns its slot to the pool.
+#[test]
+fn unhooking_shared_l2_frees_it_with_the_last_reference() {
+    let (mut mem, map, mut e, mut r) = two_sharing_roots();
+    let before = e.memory_stats();
+    assert_eq!(before.pool_bytes, 3 * 0x4000);
+    // TTB0_ALT (active) unhooks table 0.
+    let at = TTB0_ALT + (0x401 << 2);
+    wr(&mut mem, at, 0);
+    let out = e.sync_write(GuestPhysAddr::new(at), 0, &mem, &map).unwrap();
+    assert_ne!(out.flush, HostTlbOp::None);
+    assert_exact(&e, &r, &mem, &map);
+    assert!(e.shadow_translate(va(0x4010_1000), P0R).unwrap().is_err());
+    let m = e.memory_stats();
+    assert_eq!(m.shadow_l2_tables, 3, "still used by TTB0");
+    assert!(e.is_protected(GuestPhysAddr::new(L2_AREA)));
+    switch_to(&mut e, &mut r, TTB0, &mem, &map);
+    assert_exact(&e, &r, &mem, &map);
+    assert_eq!(
+        e.shadow_translate(va(0x4010_1000), P0R)
+            .unwrap()
+            .unwrap()
+            .pa,
+        HPA_A + 0x1000
+    );
+    // TTB0 unhooks it too: the slot goes back to the pool (the shadow tables of table 1
+    // and 2 stay).
+    let at = TTB0 + (0x401 << 2);
+    wr(&mut mem, at, 0);
+    e.sync_write(GuestPhysAddr::new(at), 0, &mem, &map).unwrap();
+    assert_exact(&e, &r, &mem, &map);
+    let m = e.memory_stats();
+    assert_eq!(m.shadow_l2_tables, 2);
+    assert_eq!(e.pool().usage(), (2, 2));
+    assert_eq!(m.shadow_bytes, before.shadow_bytes - 0x400);
+    // L2_AREA's page still holds tables 1 and 2.
+    assert!(e.is_protected(GuestPhysAddr::new(L2_AREA)));
+    // Rehooking builds it again, once, and the other root picks it up on its next fill.
+    let w = page_table(L2_AREA, 0);
+    wr(&mut mem, at, w);
+    e.sync_write(GuestPhysAddr::new(at), w, &mem, &map).unwrap();
+    let at_alt = TTB0_ALT + (0x401 << 2);
+    wr(&mut mem, at_alt, w);
+    let builds = e.stats().l2_builds;
+    e.sync_write(GuestPhysAddr::new(at_alt), w, &mem, &map)
+        .unwrap();
+    assert_eq!(e.stats().l2_builds, builds, "shared, not rebuilt");
+    assert_eq!(e.memory_stats(), before);
+    assert_exact(&e, &r, &mem, &map);
+    // Dropping a root keeps the other's shared tables; dropping all empties the pool.
+    let mut r3 = r;
+    for (k, base) in [TTB0_OTHER, TTB0_OTHER + 0x4000].iter().enumerate() {
+        r3.ttbr0 = *base as u32;
+        r3.contextidr = 20 + k as u32;
+        e.set_regime(r3, &mem, &map).unwrap();
+    }
+    // Four roots cached: no eviction yet; a fifth evicts the least recently used.
+    assert_eq!(e.stats().evictions, 0);
+    r3.ttbr0 = TTB0_OTHER as u32 + 0x8000;
+    e.set_regime(r3, &mem, &map).unwrap();
+    assert_eq!(e.stats().evictions, 1, "TTB0_ALT evicted");
+    e.check_invariants().unwrap();
+    switch_to(&mut e, &mut r, TTB0, &mem, &map);
+    assert_exact(&e, &r, &mem, &map);
+    assert_eq!(e.memory_stats().shadow_l2_tables, 2);
+    e.reset();
+    e.check_invariants().unwrap();
+    assert_eq!(e.pool().usage(), (0, 0));
+    assert_eq!(e.pool().blocks_in_use(), 0);
+}
+
+/// The same guest table in a client domain and in a manager domain needs two shadow
+/// copies (permissions differ); they merge back when the domains agree again.
+#[test]
+fn shared_l2_splits_and_merges_with_manager_domains() {
+    let (mem, map, mut e, mut r) = two_sharing_roots();
+    // Table 1 is hooked in domain 1 by both roots; make TTB0_ALT hook table 0 in domain 1
+    // too, at another index.
+    let mut mem = mem;
+    let at = TTB0_ALT + (0x404 << 2);
+    let w = page_table(L2_AREA, 1);
+    wr(&mut mem, at, w);
+    e.sync_write(GuestPhysAddr::new(at), w, &mem, &map).unwrap();
+    assert_eq!(e.memory_stats().shadow_l2_tables, 3);
+    // Domain 1 becomes manager: tables 0 (at 0x404) and 1 get manager copies; table 0
+    // stays shared as a client copy at 0x401 in both roots.
+    r.dacr = 0x5555_5555 | (3 << 2);
+    e.set_regime(r, &mem, &map).unwrap();
+    assert_eq!(e.memory_stats().shadow_l2_tables, 4);
+    assert_exact(&e, &r, &mem, &map);
+    assert!(e.shadow_translate(va(0x4040_1000), P0W).unwrap().is_ok());
+    assert!(e.shadow_translate(va(0x4010_1000), P0W).unwrap().is_ok());
+    switch_to(&mut e, &mut r, TTB0, &mem, &map);
+    assert_exact(&e, &r, &mem, &map);
+    // Domain 1 no access, then client again: the manager copies go.
+    r.dacr = 0x5555_5555 & !(3 << 2);
+    e.set_regime(r, &mem, &map).unwrap();
+    assert_exact(&e, &r, &mem, &map);
+    r.dacr = 0x5555_5555;
+    e.set_regime(r, &mem, &map).unwrap();
+    assert_eq!(e.memory_stats().shadow_l2_tables, 3);
+    assert_exact(&e, &r, &mem, &map);
+    switch_to(&mut e, &mut r, TTB0_ALT, &mem, &map);
+    assert_exact(&e, &r, &mem, &map);
+}
+
+/// A pool with room for one root and a few second-level tables: building a second root
+/// evicts the first, whose shared tables are then the new root's alone, and nothing leaks.
+#[test]
+fn pool_exhaustion_with_shared_l2_tables() {
+    let (mem, map, _, mut r) = two_sharing_roots();
+    let mut e = target_engine(2, 4);
+    r.ttbr0 = TTB0 as u32;
+    e.set_regime(r, &mem, &map).unwrap();
+    assert_exact(&e, &r, &mem, &map);
+    switch_to(&mut e, &mut r, TTB0_ALT, &mem, &map);
+    assert_eq!(e.stats().evictions, 1);
+    assert_exact(&e, &r, &mem, &map);
+    assert_eq!(e.pool().usage(), (1, 3));
+    switch_to(&mut e, &mut r, TTB0, &mem, &map);
+    assert_exact(&e, &r, &mem, &map);
+    assert_eq!(e.pool().usage(), (1, 2));
+}
+
+/// The generators make roots share tables (so the property tests exercise sharing).
+#[test]
+fn generators_share_l2_tables() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut shares, mut cases) = (0, 0);
+    for _ in 0..48 {
+        let s = scenario().new_tree(&mut runner).expect("tree").current();
+        let (_, _, e) = build(&s);
+        e.check_invariants().unwrap();
+        shares += e.stats().l2_shares;
+        cases += (e.stats().l2_shares != 0) as u32;
+    }
+    std::println!("l2_shares={shares} in {cases} of 48 scenarios");
+    assert!(cases >= 16, "{cases}");
 }
