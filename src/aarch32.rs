@@ -251,22 +251,41 @@ pub fn set_reg(regs: &mut GuestRegs, mode: Mode, r: u8, value: u32) -> bool {
 /// The register number an ISS gives for AArch32 R15 (and for an unused register field).
 pub const ISS_RT_PC: u8 = 31;
 
-/// The 32-bit value of the register an ISS names as Rt (or Rt2): `x[rt]`'s low 32 bits.
-/// [`ISS_RT_PC`] (R15, which MCR/MCRR may not use: UNPREDICTABLE) and any larger value
-/// read as 0.
-pub fn read_rt(regs: &GuestRegs, rt: u8) -> u32 {
-    regs.get(rt) as u32
+/// The index in `GuestRegs::x` of the register an ISS names (SRT of a data abort, Rt/Rt2
+/// of a CP14/CP15 trap) for a vCPU in AArch32 state, or `None` for R15/APSR (15 or 31).
+///
+/// The ARM ARM says the field holds the AArch64 view of the register (R13_svc is 19,
+/// R8_fiq 24). QEMU 10 reports the AArch32 register number (R13 is 13 in every mode).
+/// Both readings are served: a value up to 14 is taken as an AArch32 register number in
+/// the current mode, which is also what a conforming implementation means by it, since
+/// it only reports 8..=14 for registers that are not banked in the current mode (8..=12
+/// outside FIQ mode, 13 and 14 in User and System modes, where they are X8..X14); a value
+/// of 16..=30 is the AArch64 view.
+pub fn iss_reg_index(regs: &GuestRegs, r: u8) -> Option<usize> {
+    match r {
+        0..=14 => reg_index(current_mode(regs).unwrap_or(Mode::Svc), r),
+        16..=30 => Some(r as usize),
+        _ => None,
+    }
 }
 
-/// Completes a trapped read (MRC) into the register an ISS names as Rt: `x[rt]` gets
-/// `value` zero-extended. Rt = [`ISS_RT_PC`] is `MRC ..., APSR_nzcv, ...`: bits
-/// \[31:28\] of `value` go to the guest's N, Z, C and V flags, the rest is discarded (ARM
-/// ARM, instruction MRC with Rt = 15). Values above 31 are ignored.
+/// The 32-bit value of the register an ISS names as Rt (see [`iss_reg_index`]); R15
+/// (UNPREDICTABLE for MCR/MCRR) reads as 0.
+pub fn read_rt(regs: &GuestRegs, rt: u8) -> u32 {
+    iss_reg_index(regs, rt).map_or(0, |i| regs.x[i] as u32)
+}
+
+/// Completes a trapped read (MRC) into the register an ISS names as Rt (see
+/// [`iss_reg_index`]): it gets `value` zero-extended. Rt = 15 or [`ISS_RT_PC`] is
+/// `MRC ..., APSR_nzcv, ...`: bits \[31:28\] of `value` go to the guest's N, Z, C and V
+/// flags, the rest is discarded (ARM ARM, instruction MRC with Rt = 15).
 pub fn write_rt(regs: &mut GuestRegs, rt: u8, value: u32) {
-    if rt == ISS_RT_PC {
-        regs.pstate = (regs.pstate & !psr::NZCV) | (u64::from(value) & psr::NZCV);
-    } else {
-        regs.set(rt, u64::from(value));
+    match iss_reg_index(regs, rt) {
+        Some(i) => regs.x[i] = u64::from(value),
+        None if rt == 15 || rt == ISS_RT_PC => {
+            regs.pstate = (regs.pstate & !psr::NZCV) | (u64::from(value) & psr::NZCV);
+        }
+        None => {}
     }
 }
 
@@ -277,11 +296,14 @@ pub fn read_rt_pair(regs: &GuestRegs, iss: &CpRrtIss) -> u64 {
 }
 
 /// Completes a trapped MRRC: Rt gets bits \[31:0\] of `value`, Rt2 bits \[63:32\], each
-/// zero-extended. A register field of 31 or more (R15, UNPREDICTABLE for MRRC) is not
-/// written.
+/// zero-extended (see [`iss_reg_index`]). R15 (UNPREDICTABLE for MRRC) is not written.
 pub fn write_rt_pair(regs: &mut GuestRegs, iss: &CpRrtIss, value: u64) {
-    regs.set(iss.rt, value & 0xffff_ffff);
-    regs.set(iss.rt2, value >> 32);
+    if let Some(i) = iss_reg_index(regs, iss.rt) {
+        regs.x[i] = value & 0xffff_ffff;
+    }
+    if let Some(i) = iss_reg_index(regs, iss.rt2) {
+        regs.x[i] = value >> 32;
+    }
 }
 
 /// Decodes the ISS of an EC 0x0C syndrome (trapped MRRC/MCRR to CP14), which has the same
@@ -1577,5 +1599,27 @@ mod tests {
                 let _ = t.to_shadow_op(iss);
             }
         }
+    }
+
+    #[test]
+    fn iss_registers_in_both_readings() {
+        let mut r = GuestRegs::zeroed();
+        r.pstate = 0x13; // SVC
+        for i in 0..31 {
+            r.x[i] = 0x100 + i as u64;
+        }
+        // QEMU's AArch32 numbering and the ARM ARM's AArch64 view name the same register.
+        assert_eq!(read_rt(&r, 13), 0x100 + 19);
+        assert_eq!(read_rt(&r, 19), 0x100 + 19);
+        assert_eq!(read_rt(&r, 14), 0x100 + 18);
+        assert_eq!(read_rt(&r, 3), 0x103);
+        r.pstate = 0x11; // FIQ
+        assert_eq!(read_rt(&r, 8), 0x100 + 24);
+        assert_eq!(read_rt(&r, 24), 0x100 + 24);
+        r.pstate = 0x10; // User
+        assert_eq!(read_rt(&r, 13), 0x100 + 13);
+        write_rt(&mut r, 15, 0xf000_0000);
+        assert_eq!(r.pstate & 0xf000_0000, 0xf000_0000);
+        assert_eq!(read_rt(&r, 15), 0);
     }
 }

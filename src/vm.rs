@@ -869,13 +869,18 @@ impl Vm {
                 }
             };
             VmCounters::bump(&self.counters.mmio);
-            match mmio.dispatch(ipa, &access, regs.get(access.reg)) {
+            let value = if self.aarch32 {
+                aarch32::read_rt(regs, access.reg) as u64
+            } else {
+                regs.get(access.reg)
+            };
+            match mmio.dispatch(ipa, &access, value) {
                 Ok(out) => {
                     if let Some((r, v)) = out.writeback {
                         if self.aarch32 {
-                            // SRT is the AArch64 view of the register; AArch32 values
-                            // are 32 bits wide.
-                            regs.set(r, v & 0xffff_ffff);
+                            // AArch32 values are 32 bits wide; SRT is resolved in the
+                            // current mode (see `aarch32::iss_reg_index`).
+                            aarch32::write_rt(regs, r, v as u32);
                         } else {
                             regs.set(r, v);
                         }
@@ -1501,7 +1506,7 @@ impl Vm {
         let view = RamView(io.as_ref());
         if iss.isv {
             let size = 1u64 << iss.sas;
-            let value = regs.get(iss.srt)
+            let value = aarch32::read_rt(regs, iss.srt) as u64
                 & if size == 8 {
                     u64::MAX
                 } else {
