@@ -261,6 +261,7 @@ impl ShadowVm {
             crate::shadow::ShadowOptions {
                 external_wp: true,
                 walk_trap: Some(end as u32),
+                evict_written_inactive: true,
             },
         );
         Self {
@@ -320,7 +321,7 @@ impl ShadowVm {
         let e = self.engine.stats();
         let m = self.engine.memory_stats();
         alloc::format!(
-            "reg_writes={} reg_reads={} tlbi={} wp_emulated={} wp_decoded={} wp_stepped={} syncs={} fills={} l2_builds={} rescans={} cache_hits={} cache_misses={} evictions={} shadow_bytes={} guest_table_bytes={} peak_shadow_bytes={} guest_table_bytes_at_peak={} peak_guest_table_bytes={} cached_roots={}",
+            "reg_writes={} reg_reads={} tlbi={} wp_emulated={} wp_decoded={} wp_stepped={} syncs={} fills={} l2_builds={} rescans={} cache_hits={} cache_misses={} evictions={} write_evictions={} shadow_bytes={} guest_table_bytes={} peak_shadow_bytes={} guest_table_bytes_at_peak={} peak_guest_table_bytes={} cached_roots={}",
             c.reg_writes,
             c.reg_reads,
             c.tlbi,
@@ -334,6 +335,7 @@ impl ShadowVm {
             e.cache_hits,
             e.cache_misses,
             e.evictions,
+            e.write_evictions,
             m.shadow_bytes,
             m.guest_table_bytes,
             c.peak_shadow_bytes,

@@ -51,6 +51,17 @@ pub struct ShadowOptions {
     /// [`ShadowEngine::classify`] still reports [`Resolution::WriteProtect`] for a write to a
     /// protected page.
     pub external_wp: bool,
+    /// A write to the first-level table of a cached root that is not the active one
+    /// evicts that root instead of syncing it.
+    ///
+    /// Guests free and reuse the pages of dead processes' first-level tables without
+    /// telling anyone, so a cached root can outlive its table, and every later write to
+    /// the recycled page (now ordinary data) would trap and be interpreted as descriptor
+    /// updates, hooking random "tables" and write-protecting random pages. A live guest
+    /// rarely writes another address space's first-level table (Linux does it when it
+    /// fills a new one before first switching to it), so evicting costs one rebuild at
+    /// the next switch. Translation stays exact either way.
+    pub evict_written_inactive: bool,
     /// Walk-trap address: a 1 KiB-aligned IPA below 4 GiB (low 10 bits are ignored) that the
     /// hypervisor leaves unmapped in stage 2 and that lies outside the pool and outside
     /// anything the guest can use. Meant for [`ShadowOptions::external_wp`] (not required).
@@ -141,6 +152,9 @@ pub struct Stats {
     pub guest_faults: u64,
     /// Faults resolved by refilling a stale or missing shadow entry.
     pub retries: u64,
+    /// Inactive roots evicted because their first-level table was written
+    /// ([`ShadowOptions::evict_written_inactive`]).
+    pub write_evictions: u64,
 }
 
 /// The registers the hypervisor programs while the guest runs on the shadow.
@@ -944,6 +958,11 @@ impl ShadowEngine {
             let Some(root) = &self.roots[r] else { continue };
             let b0 = root.key.ttbr0_base as u64;
             if gpa >= b0 && gpa < b0 + len0 as u64 {
+                if self.opts.evict_written_inactive && self.active != Some(r) {
+                    self.stats.write_evictions += 1;
+                    self.evict(r);
+                    continue;
+                }
                 let idx = ((gpa - b0) / 4) as usize;
                 res = res.and(self.l1_write(r, idx, &ov, map));
             }

@@ -1714,6 +1714,7 @@ fn ext_engine(blocks: usize, roots: usize) -> ShadowEngine {
         ShadowOptions {
             external_wp: true,
             walk_trap: None,
+            evict_written_inactive: false,
         },
     )
 }
@@ -2340,6 +2341,7 @@ fn wt_engine(blocks: usize, roots: usize, external_wp: bool) -> ShadowEngine {
         ShadowOptions {
             external_wp,
             walk_trap: Some(WALK_TRAP),
+            evict_written_inactive: false,
         },
     )
 }
@@ -2793,7 +2795,11 @@ proptest! {
         let mut plain = ShadowEngine::with_options(
             Pool::new(HostPhysAddr::new(0x8000_0000), 64),
             4,
-            ShadowOptions { external_wp: !own, walk_trap: None },
+            ShadowOptions {
+                external_wp: !own,
+                walk_trap: None,
+                evict_written_inactive: false,
+            },
         );
         plain.set_regime(s.regime, &mem, &map).expect("pool large enough");
         let unsize = |t: Option<Result<Translation, Fault>>| t.map(|t| t.map(|mut t| { t.size = PageSize::Small; t }));
@@ -3392,4 +3398,57 @@ fn generators_share_l2_tables() {
     }
     std::println!("l2_shares={shares} in {cases} of 48 scenarios");
     assert!(cases >= 16, "{cases}");
+}
+
+#[test]
+fn written_inactive_root_is_evicted_and_its_table_released() {
+    let map = host_map();
+    let mut mem = guest_mem(&map);
+    let mut r = base_regime();
+    wr(&mut mem, TTB0 + (0x400 << 2), section(RAM_A, 0, 3));
+    wr(
+        &mut mem,
+        TTB0_ALT + (0x400 << 2),
+        section(RAM_A + 0x10_0000, 0, 3),
+    );
+    let mut e = ShadowEngine::with_options(
+        Pool::new(HostPhysAddr::new(0x8000_0000), 8),
+        4,
+        ShadowOptions {
+            external_wp: true,
+            walk_trap: None,
+            evict_written_inactive: true,
+        },
+    );
+    e.set_regime(r, &mem, &map).unwrap();
+    r.ttbr0 = TTB0_ALT as u32;
+    e.set_regime(r, &mem, &map).unwrap();
+    let _ = e.take_wp_changes();
+    assert!(e.is_protected(GuestPhysAddr::new(TTB0)));
+    // The inactive root's table page is reused as data: the first write evicts the root.
+    e.sync_write(GuestPhysAddr::new(TTB0 + 0x10), 0x1234_5671, &mem, &map)
+        .unwrap();
+    assert_eq!(e.stats().write_evictions, 1);
+    assert_eq!(e.cached_roots(), 1);
+    assert!(!e.is_protected(GuestPhysAddr::new(TTB0)));
+    assert!(e
+        .take_wp_changes()
+        .contains(&(GuestPhysAddr::new(TTB0), false)));
+    // The active root is synced as usual, and stays exact.
+    wr(&mut mem, TTB0_ALT + (0x401 << 2), section(RAM_A, 0, 3));
+    e.sync_write(
+        GuestPhysAddr::new(TTB0_ALT + (0x401 << 2)),
+        section(RAM_A, 0, 3),
+        &mem,
+        &map,
+    )
+    .unwrap();
+    assert_eq!(e.stats().write_evictions, 1);
+    assert_eq!(
+        e.shadow_translate(va(0x4010_0000), P1R)
+            .unwrap()
+            .unwrap()
+            .pa,
+        HPA_A
+    );
 }
