@@ -37,6 +37,30 @@ need_tool() {
   $s apt-get install -y -q "$2" >&2 || { echo "$(basename "$0"): could not install $2" >&2; return 1; }
 }
 
+# Copies Debian's bcm2711-rpi-4-b.dtb ($1) to $2 as the hypervisor's boot check
+# (boards/rpi4/board.rs) expects it: stdout-path on the PL011 UART0 (serial0; Debian's
+# names the mini UART), and UART0's pin-control state on GPIO 14/15 ALT0 (the group
+# uart0_gpio14), which is what config.txt's gpio=14,15=a0 sets up. Debian's file muxes
+# UART0 to the Bluetooth pins (GPIO 30-33); its Bluetooth child is disabled, as the
+# Raspberry Pi firmware's disable-bt overlay does. Needs fdtput, fdtget and dtc.
+rpi4_dtb() { # SRC DST
+  local src=$1 dst=$2 gpio=/soc/gpio@7e200000 uart=/soc/serial@7e201000 ph max
+  cp "$src" "$dst" || return 1
+  fdtput -t s "$dst" /chosen stdout-path "serial0:115200n8" || return 1
+  fdtget "$dst" "$gpio/uart0_gpio14" brcm,pins >/dev/null || return 1
+  if ! ph=$(fdtget -t x "$dst" "$gpio/uart0_gpio14" phandle 2>/dev/null); then
+    # The group is unreferenced, so it has no phandle: give it the next free one.
+    max=$(dtc -q -I dtb -O dts "$dst" | sed -n 's/.*phandle = <0x\([0-9a-f]*\)>;.*/\1/p' |
+          while read -r h; do echo $((16#$h)); done | sort -n | tail -1)
+    ph=$(printf '%x' $(( ${max:-0} + 1 )))
+    fdtput -t x "$dst" "$gpio/uart0_gpio14" phandle "$ph" || return 1
+  fi
+  fdtput -t x "$dst" "$uart" pinctrl-0 "$ph" || return 1
+  if fdtget "$dst" "$uart/bluetooth" compatible >/dev/null 2>&1; then
+    fdtput -t s "$dst" "$uart/bluetooth" status disabled || return 1
+  fi
+}
+
 # Size string (128M, 1G, 4096) to bytes.
 size_bytes() {
   local s=$1 n m=1

@@ -7,7 +7,7 @@
 use core::fmt;
 
 use crate::addr::{HostPhysAddr, HostRange};
-use crate::dt::{Blank, Bounded, HostPlatform};
+use crate::dt::{Blank, Bounded, DmaLimit, HostPlatform, PinMux, MAX_UART_PINS};
 
 #[path = "../boards/qemu-virt/board.rs"]
 mod qemu_virt;
@@ -53,6 +53,18 @@ pub struct GicDesc {
     pub gicv: Option<HostPhysAddr>,
 }
 
+/// The pins the console UART must be multiplexed to, as the SoC's pin controller
+/// numbers them in the device tree (`brcm,pins` / `brcm,function`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UartPins {
+    /// GPIO numbers, e.g. TXD then RXD.
+    pub pins: &'static [u32],
+    /// The function-select value they must have.
+    pub function: u32,
+    /// That function's name, for messages ("ALT0").
+    pub function_name: &'static str,
+}
+
 /// A board description: plain data, checked against the device tree at boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoardDesc {
@@ -66,6 +78,16 @@ pub struct BoardDesc {
     pub min_ram: u64,
     /// Base of the console PL011.
     pub uart_base: HostPhysAddr,
+    /// The console UART's reference clock, checked when the device tree gives one
+    /// (`clock-frequency`, or a `fixed-clock` in `clocks`). `None`: not checked.
+    pub uart_clock_hz: Option<u32>,
+    /// The pins the console UART's "default" pin-control state must mux. `None`: not
+    /// checked.
+    pub uart_pins: Option<UartPins>,
+    /// First address the board's DMA-capable buses cannot reach. Checked against the
+    /// device tree's `dma-ranges` when it has some; guest RAM is allocated below it
+    /// when it fits. `None`: no limit.
+    pub dma_limit: Option<u64>,
     /// Accepted GIC layouts (one per version).
     pub gics: &'static [GicDesc],
     /// Accepted architected-timer frequencies in Hz (empty: any).
@@ -80,7 +102,7 @@ pub struct BoardDesc {
 
 /// One difference between a board description and the device tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mismatch {
+pub enum Mismatch<'a> {
     /// The root compatible matches none of the board's.
     Compatible,
     /// Less RAM than needed.
@@ -125,13 +147,73 @@ pub enum Mismatch {
     NoPsci,
     /// The timer frequency is not one the board expects.
     TimerFreq(u64),
+    /// The device tree gives the console UART another reference clock.
+    UartClock {
+        /// Hz found.
+        found: u32,
+        /// Hz expected.
+        want: u32,
+    },
+    /// The console UART's pin-control state does not mux the expected pins.
+    UartPins {
+        /// The pin settings found (`None`: the UART has no pin-control state).
+        found: Option<Bounded<PinMux, MAX_UART_PINS>>,
+        /// What the board expects.
+        want: UartPins,
+    },
+    /// The device tree's `dma-ranges` give another DMA limit.
+    DmaLimit {
+        /// The limit found and the bus that sets it.
+        found: DmaLimit<'a>,
+        /// The board's limit.
+        want: u64,
+    },
 }
 
-impl Blank for Mismatch {
+impl Blank for Mismatch<'_> {
     const BLANK: Self = Mismatch::Compatible;
 }
 
-impl fmt::Display for Mismatch {
+impl fmt::Display for UartPins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.pins.iter().enumerate() {
+            write!(f, "{}GPIO{p}", if i == 0 { "" } else { ", " })?;
+        }
+        write!(f, " as function {} ({})", self.function, self.function_name)
+    }
+}
+
+impl UartPins {
+    /// True if every expected pin has the expected function in `found`.
+    pub fn satisfied_by(&self, found: &[PinMux]) -> bool {
+        self.pins.iter().all(|&pin| {
+            found.contains(&PinMux {
+                pin,
+                function: self.function,
+            })
+        })
+    }
+}
+
+/// Formats a frequency in MHz ("54 MHz", "62.5 MHz").
+struct Mhz(u64);
+
+impl fmt::Display for Mhz {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, mut frac) = (self.0 / 1_000_000, self.0 % 1_000_000);
+        if frac == 0 {
+            return write!(f, "{whole} MHz");
+        }
+        let mut digits = 6;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        write!(f, "{whole}.{frac:0digits$} MHz")
+    }
+}
+
+impl fmt::Display for Mismatch<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Compatible => write!(f, "root compatible does not match"),
@@ -166,7 +248,40 @@ impl fmt::Display for Mismatch {
             }
             Self::EnableMethod(i) => write!(f, "CPU #{i} has the wrong enable-method"),
             Self::NoPsci => write!(f, "no PSCI node"),
-            Self::TimerFreq(hz) => write!(f, "timer runs at {hz} Hz, not an expected frequency"),
+            Self::TimerFreq(hz) => write!(
+                f,
+                "timer runs at {} (CNTFRQ_EL0 or the timer node), not a frequency the board expects",
+                Mhz(*hz)
+            ),
+            Self::UartClock { found, want } => write!(
+                f,
+                "console UART clock is {} in the device tree, expected {}",
+                Mhz(*found as u64),
+                Mhz(*want as u64)
+            ),
+            Self::UartPins { found: None, want } => write!(
+                f,
+                "console UART has no pin-control state (pinctrl-0), expected {want}"
+            ),
+            Self::UartPins {
+                found: Some(pins),
+                want,
+            } => {
+                write!(f, "console UART pins are ")?;
+                if pins.is_empty() {
+                    write!(f, "not set by its pin-control state (no brcm,pins)")?;
+                }
+                for (i, p) in pins.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}GPIO{} function {}", p.pin, p.function)?;
+                }
+                write!(f, ", expected {want}")
+            }
+            Self::DmaLimit { found, want } => write!(
+                f,
+                "DMA limit is {:#x} (dma-ranges of /{}), expected {want:#x}",
+                found.limit, found.bus
+            ),
         }
     }
 }
@@ -176,14 +291,14 @@ pub const MAX_MISMATCHES: usize = 16;
 
 /// The device tree does not fit the board description.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BoardError {
+pub struct BoardError<'a> {
     /// The board checked.
     pub board: &'static str,
     /// Every difference found (up to [`MAX_MISMATCHES`]).
-    pub mismatches: Bounded<Mismatch, MAX_MISMATCHES>,
+    pub mismatches: Bounded<Mismatch<'a>, MAX_MISMATCHES>,
 }
 
-impl fmt::Display for BoardError {
+impl fmt::Display for BoardError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "board {} does not match the device tree:", self.board)?;
         for (i, m) in self.mismatches.iter().enumerate() {
@@ -203,12 +318,18 @@ impl BoardDesc {
         self.compatible.iter().any(|c| p.is_compatible(c))
     }
 
-    /// Checks the device tree against the description and lists every mismatch.
+    /// Checks the device tree, and the timer frequency `cntfrq` (CNTFRQ_EL0, read by
+    /// the arch layer) if given, against the description. Lists every mismatch, or
+    /// says what was verified.
     // The error carries the whole list inline because this runs before the heap
     // exists; it is called once at boot, so its size does not matter.
     #[allow(clippy::result_large_err)]
-    pub fn check(&self, p: &HostPlatform<'_>) -> Result<(), BoardError> {
-        let mut ms = Bounded::<Mismatch, MAX_MISMATCHES>::new();
+    pub fn check<'a>(
+        &self,
+        p: &HostPlatform<'a>,
+        cntfrq: Option<u64>,
+    ) -> Result<Checked<'a>, BoardError<'a>> {
+        let mut ms = Bounded::<Mismatch<'a>, MAX_MISMATCHES>::new();
         let mut add = |m| {
             let _ = ms.push(m);
         };
@@ -235,6 +356,22 @@ impl BoardDesc {
                 found: uart,
                 want: self.uart_base,
             });
+        }
+        // The UART's clock and pins are checked only on the UART the board expects.
+        if let Some(u) = p.uart.filter(|u| u.base == self.uart_base) {
+            if let (Some(want), Some(found)) = (self.uart_clock_hz, u.clock_hz) {
+                if found != want {
+                    add(Mismatch::UartClock { found, want });
+                }
+            }
+            if let Some(want) = self.uart_pins {
+                if !u.pins.is_some_and(|f| want.satisfied_by(&f)) {
+                    add(Mismatch::UartPins {
+                        found: u.pins,
+                        want,
+                    });
+                }
+            }
         }
         match p.gic {
             None => add(Mismatch::GicVersion(None)),
@@ -279,13 +416,28 @@ impl BoardDesc {
         if self.secondary == SecondaryMethod::Psci && p.psci.is_none() {
             add(Mismatch::NoPsci);
         }
-        if let Some(hz) = p.timer.and_then(|t| t.clock_frequency) {
-            if let Err(e) = self.check_timer_freq(hz as u64) {
-                add(e);
+        let dt_timer_hz = p.timer.and_then(|t| t.clock_frequency).map(u64::from);
+        let bad_dt = dt_timer_hz.filter(|hz| self.check_timer_freq(*hz).is_err());
+        let bad_cnt =
+            cntfrq.filter(|hz| self.check_timer_freq(*hz).is_err() && Some(*hz) != bad_dt);
+        for hz in [bad_dt, bad_cnt].into_iter().flatten() {
+            add(Mismatch::TimerFreq(hz));
+        }
+        if let (Some(want), Some(found)) = (self.dma_limit, p.dma_limit) {
+            if found.limit != want {
+                add(Mismatch::DmaLimit { found, want });
             }
         }
         if ms.is_empty() {
-            Ok(())
+            Ok(Checked {
+                desc: *self,
+                ram,
+                cpus: n,
+                gic: p.gic.map(|g| g.version),
+                timer_hz: cntfrq.or(dt_timer_hz),
+                uart_clock_hz: p.uart.and_then(|u| u.clock_hz),
+                dma: p.dma_limit,
+            })
         } else {
             Err(BoardError {
                 board: self.name,
@@ -296,12 +448,72 @@ impl BoardDesc {
 
     /// Checks a timer frequency (CNTFRQ_EL0, read by the arch layer) against the
     /// board's expectations.
-    pub fn check_timer_freq(&self, hz: u64) -> Result<(), Mismatch> {
+    pub fn check_timer_freq(&self, hz: u64) -> Result<(), Mismatch<'static>> {
         if self.timer_freqs_hz.is_empty() || self.timer_freqs_hz.iter().any(|f| *f as u64 == hz) {
             Ok(())
         } else {
             Err(Mismatch::TimerFreq(hz))
         }
+    }
+}
+
+/// What a successful [`BoardDesc::check`] verified; its `Display` is the boot log's
+/// one-line summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked<'a> {
+    desc: BoardDesc,
+    ram: u64,
+    cpus: usize,
+    gic: Option<u8>,
+    timer_hz: Option<u64>,
+    uart_clock_hz: Option<u32>,
+    dma: Option<DmaLimit<'a>>,
+}
+
+impl fmt::Display for Checked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.desc;
+        write!(
+            f,
+            "{} MiB RAM; PL011 console at {:#x}",
+            self.ram >> 20,
+            d.uart_base.raw()
+        )?;
+        if let Some(pins) = d.uart_pins {
+            write!(f, " on {pins}")?;
+        }
+        match (d.uart_clock_hz, self.uart_clock_hz) {
+            (Some(_), Some(hz)) => write!(f, ", clock {}", Mhz(hz as u64))?,
+            (Some(_), None) => write!(f, ", clock set by the firmware (not in the device tree)")?,
+            (None, _) => {}
+        }
+        if let Some(v) = self.gic {
+            write!(f, "; GICv{v}")?;
+        }
+        if let Some(hz) = self.timer_hz {
+            write!(f, "; timer {}", Mhz(hz))?;
+        }
+        write!(
+            f,
+            "; {} CPU(s), {} secondaries",
+            self.cpus,
+            d.secondary.dt_name()
+        )?;
+        match (d.dma_limit, self.dma) {
+            (_, Some(dt)) => write!(f, "; DMA below {:#x} (dma-ranges of /{})", dt.limit, dt.bus),
+            (Some(l), None) => write!(f, "; DMA below {l:#x} (no dma-ranges in the device tree)"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// The limit guest RAM should stay below for DMA: the lower of the board's and the
+/// device tree's (either may be absent).
+pub fn dma_limit(board: Option<&BoardDesc>, p: &HostPlatform<'_>) -> Option<u64> {
+    let dt = p.dma_limit.map(|d| d.limit);
+    match (board.and_then(|b| b.dma_limit), dt) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -339,7 +551,15 @@ mod tests {
             let p = dt::parse(blob).unwrap();
             let b = find_board(&p).expect("qemu-virt found");
             assert_eq!(b.name, "qemu-virt");
-            assert_eq!(b.check(&p), Ok(()));
+            let c = b.check(&p, Some(62_500_000)).expect("matches");
+            let line = alloc::format!("{c}");
+            assert!(
+                line.contains("PL011 console at 0x9000000; GIC")
+                    && line.contains("timer 62.5 MHz; 2 CPU(s), psci secondaries")
+                    && !line.contains("DMA"),
+                "{line}"
+            );
+            assert_eq!(dma_limit(Some(b), &p), None);
         }
         let b = find_board(&dt::parse(GICV2).unwrap()).unwrap();
         assert_eq!(b.check_timer_freq(62_500_000), Ok(()));
@@ -359,7 +579,7 @@ mod tests {
             g.gich = None;
         }
         p.psci = None;
-        let e = b.check(&p).unwrap_err();
+        let e = b.check(&p, None).unwrap_err();
         assert_eq!(
             e.mismatches.as_slice(),
             &[
@@ -392,7 +612,10 @@ mod tests {
         let p = dt::parse(&blob).unwrap();
         let b = find_board(&p).expect("rpi4 found");
         assert_eq!(b.name, "rpi4");
-        assert_eq!(b.check(&p), Ok(()));
+        // This tree gives the UART clock (48 MHz) and muxes GPIO 14/15 in its
+        // "default" state next to other pins.
+        let line = alloc::format!("{}", b.check(&p, None).expect("matches"));
+        assert!(line.contains(", clock 48 MHz;"), "{line}");
         assert_eq!(b.check_timer_freq(54_000_000), Ok(()));
         assert_eq!(
             by_name("rpi4").map(|b| b.uart_base.raw()),
@@ -401,8 +624,121 @@ mod tests {
         // Secondaries started through PSCI are not what the board expects.
         let blob = rpi4_tree("psci");
         let p = dt::parse(&blob).unwrap();
-        let e = b.check(&p).unwrap_err();
+        let e = b.check(&p, None).unwrap_err();
         assert!(e.mismatches.contains(&Mismatch::EnableMethod(1)), "{e}");
+    }
+
+    const RPI4: &[u8] = include_bytes!("../tests/data/rpi4-like.dtb");
+    const RPI4_MISMATCH: &[u8] = include_bytes!("../tests/data/rpi4-like-mismatch.dtb");
+
+    fn pm(pin: u32, function: u32) -> PinMux {
+        PinMux { pin, function }
+    }
+
+    #[test]
+    fn rpi4_dtb_matches_and_says_what_was_checked() {
+        let p = dt::parse(RPI4).unwrap();
+        let b = find_board(&p).expect("rpi4 found");
+        assert_eq!(b.name, "rpi4");
+        let u = p.uart.unwrap();
+        assert_eq!(
+            u.clock_hz, None,
+            "the clock manager's rate is not in the tree"
+        );
+        assert_eq!(u.pins.as_deref(), Some(&[pm(14, 4), pm(15, 4)][..]));
+        let c = b.check(&p, Some(54_000_000)).expect("matches");
+        assert_eq!(
+            alloc::format!("{c}"),
+            "948 MiB RAM; PL011 console at 0xfe201000 on GPIO14, GPIO15 as function 4 (ALT0), \
+             clock set by the firmware (not in the device tree); GICv2; timer 54 MHz; \
+             4 CPU(s), spin-table secondaries; DMA below 0x40000000 (dma-ranges of /soc)"
+        );
+        assert_eq!(dma_limit(Some(b), &p), Some(1 << 30));
+        assert_eq!(dma_limit(None, &p), Some(1 << 30));
+        // The generic timer at another rate (CNTFRQ_EL0).
+        let e = b.check(&p, Some(19_200_000)).unwrap_err();
+        assert_eq!(e.mismatches.as_slice(), &[Mismatch::TimerFreq(19_200_000)]);
+        assert!(
+            alloc::format!("{e}").contains("timer runs at 19.2 MHz"),
+            "{e}"
+        );
+        // QEMU's raspi4b.
+        assert!(b.check(&p, Some(62_500_000)).is_ok());
+        // A UART without any pin-control state.
+        let mut q = p;
+        if let Some(u) = q.uart.as_mut() {
+            u.pins = None;
+        }
+        let e = b.check(&q, None).unwrap_err();
+        let want = b.uart_pins.unwrap();
+        assert_eq!(
+            e.mismatches.as_slice(),
+            &[Mismatch::UartPins { found: None, want }]
+        );
+        assert!(alloc::format!("{e}").contains(
+            "console UART has no pin-control state (pinctrl-0), expected GPIO14, GPIO15 as function 4 (ALT0)"
+        ));
+        // Only GPIO 14 right is not enough.
+        let mut q = p;
+        let mut one = Bounded::new();
+        one.push(pm(14, 4)).unwrap();
+        one.push(pm(15, 7)).unwrap();
+        if let Some(u) = q.uart.as_mut() {
+            u.pins = Some(one);
+        }
+        assert!(b.check(&q, None).is_err());
+    }
+
+    #[test]
+    fn rpi4_mismatches_are_named() {
+        let p = dt::parse(RPI4_MISMATCH).unwrap();
+        let b = find_board(&p).expect("rpi4 found");
+        let e = b.check(&p, Some(54_000_000)).unwrap_err();
+        let mut bt = Bounded::new();
+        for pin in [30, 31, 32, 33] {
+            bt.push(pm(pin, 7)).unwrap();
+        }
+        assert_eq!(
+            e.mismatches.as_slice(),
+            &[
+                Mismatch::UartClock {
+                    found: 3_000_000,
+                    want: 48_000_000
+                },
+                Mismatch::UartPins {
+                    found: Some(bt),
+                    want: b.uart_pins.unwrap()
+                },
+                Mismatch::DmaLimit {
+                    found: DmaLimit {
+                        bus: "soc",
+                        limit: 0xfc00_0000
+                    },
+                    want: 1 << 30
+                },
+            ]
+        );
+        assert_eq!(
+            alloc::format!("{e}"),
+            "board rpi4 does not match the device tree: \
+             console UART clock is 3 MHz in the device tree, expected 48 MHz; \
+             console UART pins are GPIO30 function 7, GPIO31 function 7, GPIO32 function 7, \
+             GPIO33 function 7, expected GPIO14, GPIO15 as function 4 (ALT0); \
+             DMA limit is 0xfc000000 (dma-ranges of /soc), expected 0x40000000"
+        );
+        // Guest RAM still stays below the lower of the two limits.
+        assert_eq!(dma_limit(Some(b), &p), Some(1 << 30));
+        assert_eq!(dma_limit(None, &p), Some(0xfc00_0000));
+    }
+
+    #[test]
+    fn frequencies_in_mhz() {
+        let f = |hz| alloc::format!("{}", Mhz(hz));
+        assert_eq!(f(54_000_000), "54 MHz");
+        assert_eq!(f(62_500_000), "62.5 MHz");
+        assert_eq!(f(19_200_000), "19.2 MHz");
+        assert_eq!(f(1_000_001), "1.000001 MHz");
+        assert_eq!(f(0), "0 MHz");
     }
 
     #[test]
@@ -431,7 +767,7 @@ mod tests {
         let blob = b.build();
         let p = dt::parse(&blob).unwrap();
         assert!(find_board(&p).is_none());
-        let e = qemu_virt::BOARD.check(&p).unwrap_err();
+        let e = qemu_virt::BOARD.check(&p, None).unwrap_err();
         let m = e.mismatches.as_slice();
         assert_eq!(m[0], Mismatch::Compatible);
         assert!(m.contains(&Mismatch::RamTooSmall {

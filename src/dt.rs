@@ -308,6 +308,27 @@ pub struct GicInfo<'a> {
     pub maintenance_irq: Option<IrqSpec>,
 }
 
+/// Most pin settings kept for the console UART.
+pub const MAX_UART_PINS: usize = 8;
+
+/// One pin's multiplexing, from a Broadcom pin-controller group (`brcm,pins` with
+/// `brcm,function`, bindings/pinctrl/brcm,bcm2835-gpio.txt).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PinMux {
+    /// GPIO number.
+    pub pin: u32,
+    /// Function select value (BCM2835 GPFSEL encoding: 0 input, 1 output, 4 ALT0,
+    /// 5 ALT1, 6 ALT2, 7 ALT3, 3 ALT4, 2 ALT5).
+    pub function: u32,
+}
+
+impl Blank for PinMux {
+    const BLANK: Self = PinMux {
+        pin: 0,
+        function: 0,
+    };
+}
+
 /// The console UART found through `/chosen/stdout-path`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UartInfo<'a> {
@@ -323,6 +344,19 @@ pub struct UartInfo<'a> {
     pub baud: Option<u32>,
     /// The UART's interrupt (its RX interrupt is forwarded to the console VM).
     pub irq: Option<IrqSpec>,
+    /// The pins its "default" pin-control state muxes (`pinctrl-N` groups with
+    /// `brcm,pins`/`brcm,function`; groups in other forms contribute nothing).
+    /// `None` when the node has no such state.
+    pub pins: Option<Bounded<PinMux, MAX_UART_PINS>>,
+}
+
+/// The most restrictive DMA window among the root's buses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaLimit<'a> {
+    /// Name of the bus node whose `dma-ranges` set the limit ("soc", "emmc2bus").
+    pub bus: &'a str,
+    /// First CPU physical address its devices cannot reach by DMA.
+    pub limit: u64,
 }
 
 /// The architected timer.
@@ -379,6 +413,10 @@ pub struct HostPlatform<'a> {
     pub initrd: Option<HostRange>,
     /// `/chosen/bootargs`: the hypervisor's own command line (`hv.bundle=`, `hv.log=`).
     pub bootargs: Option<&'a str>,
+    /// The lowest DMA limit among the root's child buses with a non-empty
+    /// `dma-ranges` (the highest CPU address any of its windows reaches); `None` when
+    /// no bus restricts DMA.
+    pub dma_limit: Option<DmaLimit<'a>>,
 }
 
 impl<'a> HostPlatform<'a> {
@@ -1170,6 +1208,7 @@ pub fn parse(blob: &[u8]) -> Result<HostPlatform<'_>, DtError> {
         Some(c) => parse_initrd(c.node())?,
         None => None,
     };
+    let dma_limit = parse_dma_limit(&tree)?;
 
     Ok(HostPlatform {
         model: prop_str(root, "model"),
@@ -1187,7 +1226,82 @@ pub fn parse(blob: &[u8]) -> Result<HostPlatform<'_>, DtError> {
         bootargs: tree
             .lookup("/chosen")
             .and_then(|c| prop_str(c.node(), "bootargs")),
+        dma_limit,
     })
+}
+
+/// See [`HostPlatform::dma_limit`]. Only the root's children are read: their parent
+/// address space is the CPU's, so no translation is needed. (On the Raspberry Pi 4,
+/// /soc and /emmc2bus both say 1 GiB; the firmware widens /emmc2bus on newer SoC
+/// steppings, and /soc then still gives 1 GiB.)
+fn parse_dma_limit<'a>(tree: &Tree<'_, 'a>) -> Result<Option<DmaLimit<'a>>, DtError> {
+    let pac = cells(tree.root).0;
+    let bad = DtError::BadProperty {
+        node: "bus",
+        prop: "dma-ranges",
+    };
+    let mut best: Option<DmaLimit<'a>> = None;
+    for bus in tree.root.children() {
+        let Some(v) = prop(bus, "dma-ranges") else {
+            continue;
+        };
+        // Empty: the bus reaches all of its parent's space.
+        if v.is_empty() || prop_str(bus, "status").is_some_and(|s| s != "okay" && s != "ok") {
+            continue;
+        }
+        let (cac, csc) = cells(bus);
+        let entry = (cac + pac + csc) * 4;
+        if cac > 3 || pac == 0 || pac > 2 || csc == 0 || csc > 2 || v.len() % entry != 0 {
+            return Err(bad);
+        }
+        let mut limit = 0u64;
+        for e in v.chunks_exact(entry) {
+            let cpu = read_cells(e, cac * 4, pac).ok_or(bad)?;
+            let size = read_cells(e, (cac + pac) * 4, csc).ok_or(bad)?;
+            limit = limit.max(cpu.saturating_add(size));
+        }
+        if best.is_none_or(|b| limit < b.limit) {
+            best = Some(DmaLimit {
+                bus: bus.name,
+                limit,
+            });
+        }
+    }
+    Ok(best)
+}
+
+/// The "default" pin-control state of a node (see [`UartInfo::pins`]).
+fn parse_pins(tree: &Tree<'_, '_>, n: Node<'_, '_>) -> Option<Bounded<PinMux, MAX_UART_PINS>> {
+    const STATES: [&str; 4] = ["pinctrl-0", "pinctrl-1", "pinctrl-2", "pinctrl-3"];
+    let idx = match prop(n, "pinctrl-names") {
+        Some(names) => strings(names).position(|s| s == "default")?,
+        None => 0,
+    };
+    let groups = prop(n, STATES.get(idx)?)?;
+    let mut out = Bounded::new();
+    for ph in groups.chunks_exact(4) {
+        let Some(g) = be32(ph, 0).and_then(|p| tree.fdt.find_phandle(p)) else {
+            continue;
+        };
+        let (Some(pins), Some(funcs)) = (prop(g, "brcm,pins"), prop(g, "brcm,function")) else {
+            continue;
+        };
+        let np = pins.len() / 4;
+        // One function for all pins, or one per pin.
+        if pins.len() % 4 != 0 || (funcs.len() != 4 && funcs.len() != pins.len()) {
+            continue;
+        }
+        for i in 0..np {
+            let f = if funcs.len() == 4 { 0 } else { i * 4 };
+            let (Some(pin), Some(function)) = (be32(pins, i * 4), be32(funcs, f)) else {
+                continue;
+            };
+            if out.push(PinMux { pin, function }).is_err() {
+                return Some(out);
+            }
+        }
+    }
+    Some(out)
 }
 
 fn parse_initrd(chosen: Node<'_, '_>) -> Result<Option<HostRange>, DtError> {
@@ -1366,6 +1480,7 @@ fn parse_uart<'a>(
         clock_hz,
         baud,
         irq,
+        pins: parse_pins(tree, n),
     }))
 }
 
@@ -1431,6 +1546,8 @@ pub(crate) mod tests {
         assert_eq!(uart.size, 0x1000);
         assert_eq!(uart.clock_hz, Some(24_000_000));
         assert_eq!(uart.baud, None);
+        assert_eq!(uart.pins, None);
+        assert_eq!(p.dma_limit, None);
         let t = p.timer.unwrap();
         assert_eq!(t.irqs.len(), 4);
         assert_eq!(t.phys_irq().unwrap().intid(), Some(30));
@@ -1702,11 +1819,29 @@ pub(crate) mod tests {
                     0xff80_0000,
                     0x0080_0000,
                 ],
-            );
+            )
+            .cells("dma-ranges", &[0xc000_0000, 0, 0, 0x4000_0000]);
+        b.begin("gpio@7e200000")
+            .str("compatible", "brcm,bcm2711-gpio")
+            .cells("reg", &[0x7e20_0000, 0xb4]);
+        b.begin("uart0_gpio14")
+            .cells("brcm,pins", &[14, 15])
+            .cells("brcm,function", &[4])
+            .cells("phandle", &[2])
+            .end();
+        b.begin("uart0_ctsrts_gpio30")
+            .cells("brcm,pins", &[30, 31])
+            .cells("brcm,function", &[7, 7])
+            .cells("phandle", &[3])
+            .end();
+        b.end();
         b.begin("serial@7e201000")
             .prop("compatible", b"arm,pl011\0arm,primecell\0")
             .cells("reg", &[0x7e20_1000, 0x200])
             .cells("clock-frequency", &[48_000_000])
+            .prop("pinctrl-names", b"sleep\0default\0")
+            .cells("pinctrl-0", &[3])
+            .cells("pinctrl-1", &[2, 3, 99])
             .end();
         b.begin("interrupt-controller@40041000")
             .str("compatible", "arm,gic-400")
@@ -1729,6 +1864,14 @@ pub(crate) mod tests {
             .cells("interrupts", &[1, 9, 0xf04])
             .end();
         b.end();
+        // A bus whose window reaches further: the lower limit (/soc's) wins.
+        b.begin("emmc2bus")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[1])
+            .cells("ranges", &[0, 0x7e00_0000, 0, 0xfe00_0000, 0x0180_0000])
+            .cells("dma-ranges", &[0, 0, 0, 0, 0xfc00_0000])
+            .end();
+        b.begin("firmware").prop("dma-ranges", &[]).end();
         b.end();
         b.build()
     }
@@ -1765,6 +1908,19 @@ pub(crate) mod tests {
         assert_eq!(uart.path, "/soc/serial@7e201000");
         assert_eq!(uart.baud, Some(115_200));
         assert_eq!(uart.clock_hz, Some(48_000_000));
+        // The "default" state is pinctrl-1; phandle 99 does not exist and is skipped.
+        let pm = |pin, function| PinMux { pin, function };
+        assert_eq!(
+            uart.pins.as_deref(),
+            Some(&[pm(14, 4), pm(15, 4), pm(30, 7), pm(31, 7)][..])
+        );
+        assert_eq!(
+            p.dma_limit,
+            Some(DmaLimit {
+                bus: "soc",
+                limit: 0x4000_0000
+            })
+        );
         let gic = p.gic.unwrap();
         assert_eq!(gic.gicd, r(0xff84_1000, 0x1000));
         assert_eq!(gic.gicc, Some(r(0xff84_2000, 0x2000)));

@@ -238,18 +238,19 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
             ),
         );
     }
-    match crate::board::find_board(&plat) {
-        Some(b) => match b.check(&plat) {
-            Ok(()) => info!("board {}: device tree matches", b.name),
-            Err(e) => warn!(
-                "board {}: device tree differs from the board description: {e}",
-                b.name
-            ),
+    let board = crate::board::find_board(&plat);
+    match board {
+        Some(b) => match b.check(&plat, Some(arch::cntfrq())) {
+            Ok(c) => info!("board {}: device tree matches: {c}", b.name),
+            // Not fatal: the hypervisor runs on what the device tree says.
+            Err(e) => error!("{e}"),
         },
         None => warn!(
             "no board description matches this device tree; continuing with the device tree alone"
         ),
     }
+    // Guest RAM stays below the DMA limit when it fits (see create_vm).
+    let dma_limit = crate::board::dma_limit(board, &plat);
 
     // Memory: RAM minus the image, the DTB, reserved ranges and the guest bundle.
     let (img_start, img_end) = arch::image_range();
@@ -343,7 +344,7 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     let mut vttbrs = Vec::new();
     let mut assignment = alloc::vec![None; plat.cpus.len().min(arch::MAX_CPUS)];
     for (i, c) in cfgs.iter().enumerate() {
-        match create_vm(i, c, &bundle, geometry, cfgs.len() > 1) {
+        match create_vm(i, c, &bundle, geometry, cfgs.len() > 1, dma_limit) {
             Ok((vm, img, vttbr)) => {
                 let first = vm.first_cpu;
                 for v in 0..c.cpus {
@@ -549,6 +550,7 @@ fn create_vm(
     bundle: &Bundle<'static>,
     geometry: Geometry,
     prefixed: bool,
+    dma_limit: Option<u64>,
 ) -> Result<(Vm, VmImages, u64), String> {
     use alloc::format;
     let kernel = bundle
@@ -605,10 +607,20 @@ fn create_vm(
             "the kernel is an arm64 Image but the VM is AArch32 (arch=aarch32): drop --arch32, or give a zImage",
         ));
     }
-    let hpa = arch::mem::FRAMES
+    // Below the board's DMA limit if it fits there, so that memory a guest hands to a
+    // DMA-limited device is reachable; else anywhere, with a warning.
+    let (hpa, below) = arch::mem::FRAMES
         .lock()
-        .alloc_best_aligned(c.mem, &[1 << 30, 2 << 20])
+        .alloc_best_aligned_preferring_below(c.mem, &[1 << 30, 2 << 20], dma_limit)
         .map_err(|e| format!("guest RAM of {} MiB: {e}", c.mem >> 20))?;
+    if !below {
+        warn!(
+            "VM {id} '{}': {} MiB of RAM do not fit below the DMA limit {:#x}; placed at {hpa}, out of reach of the board's DMA-limited devices",
+            c.name,
+            c.mem >> 20,
+            dma_limit.unwrap_or(0)
+        );
+    }
     let vmid = (id + 1) as u8;
     let mut pt = Stage2PageTable::new(geometry, vmid, FrameMm, HwTlb)
         .map_err(|e| format!("stage-2 tables: {e}"))?;
@@ -707,7 +719,7 @@ fn create_vm(
         // the VM's stage 2 so that the hardware can walk them.
         let storage = alloc::vec![0u32; SHADOW_POOL_BYTES / 4];
         let pa = storage.as_ptr() as u64;
-        if pa % shadow::pool::BLOCK_BYTES != 0 {
+        if !pa.is_multiple_of(shadow::pool::BLOCK_BYTES) {
             return Err(format!(
                 "shadow pool at {pa:#x} is not 16 KiB aligned (allocator change?)"
             ));

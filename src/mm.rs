@@ -139,6 +139,17 @@ impl FrameAllocator {
     /// Allocates `size` bytes aligned to `align` (both non-zero page multiples, `align`
     /// a power of two), first fit from the lowest address. The memory is not zeroed.
     pub fn alloc(&mut self, size: u64, align: u64) -> Result<HostPhysAddr, MmError> {
+        self.alloc_below(size, align, u64::MAX)
+    }
+
+    /// Like [`alloc`](Self::alloc), but the whole allocation lies below `limit` (its
+    /// end is at most `limit`), e.g. memory a DMA-limited bus can reach.
+    pub fn alloc_below(
+        &mut self,
+        size: u64,
+        align: u64,
+        limit: u64,
+    ) -> Result<HostPhysAddr, MmError> {
         if size == 0
             || !size.is_multiple_of(PAGE_SIZE)
             || align < PAGE_SIZE
@@ -154,7 +165,7 @@ impl FrameAllocator {
             let Some(end) = a.raw().checked_add(size) else {
                 continue;
             };
-            if end <= r.end() {
+            if end <= r.end() && end <= limit {
                 self.reserve(HostRange::new(a, size))?;
                 return Ok(a);
             }
@@ -169,12 +180,40 @@ impl FrameAllocator {
         size: u64,
         aligns: &[u64],
     ) -> Result<HostPhysAddr, MmError> {
+        self.alloc_best_aligned_below(size, aligns, u64::MAX)
+    }
+
+    /// [`alloc_best_aligned`](Self::alloc_best_aligned) within `[0, limit)`.
+    pub fn alloc_best_aligned_below(
+        &mut self,
+        size: u64,
+        aligns: &[u64],
+        limit: u64,
+    ) -> Result<HostPhysAddr, MmError> {
         for &a in aligns {
-            if let Ok(p) = self.alloc(size, a) {
+            if let Ok(p) = self.alloc_below(size, a, limit) {
                 return Ok(p);
             }
         }
-        self.alloc(size, PAGE_SIZE)
+        self.alloc_below(size, PAGE_SIZE, limit)
+    }
+
+    /// [`alloc_best_aligned`](Self::alloc_best_aligned), below `limit` if there is
+    /// one and the memory fits there, else anywhere. The flag is false when a limit
+    /// was given but the memory lies (at least partly) above it.
+    pub fn alloc_best_aligned_preferring_below(
+        &mut self,
+        size: u64,
+        aligns: &[u64],
+        limit: Option<u64>,
+    ) -> Result<(HostPhysAddr, bool), MmError> {
+        if let Some(l) = limit {
+            if let Ok(p) = self.alloc_best_aligned_below(size, aligns, l) {
+                return Ok((p, true));
+            }
+        }
+        let p = self.alloc_best_aligned(size, aligns)?;
+        Ok((p, limit.is_none_or(|l| p.raw().saturating_add(size) <= l)))
     }
 
     /// Returns `[addr, addr + size)` to the free memory. `addr` and `size` must be
@@ -242,7 +281,96 @@ mod tests {
         assert_eq!(a.free(p, 0x1000), Err(MmError::DoubleFree(p)));
     }
 
+    #[test]
+    fn alloc_below_a_limit() {
+        // A Raspberry Pi 4-like map: low RAM with the image near its start, high RAM.
+        let mut a = FrameAllocator::new();
+        a.add(hr(0, 0x3b40_0000)).unwrap();
+        a.add(hr(0x4000_0000, 0xbc00_0000)).unwrap();
+        a.reserve(hr(0, 0x40_0000)).unwrap();
+        const GIB: u64 = 1 << 30;
+        let aligns = [GIB, 2 << 20];
+        // Without a limit the 1 GiB alignment wins: the first aligned address is 1 GiB.
+        let mut b = a.clone();
+        assert_eq!(b.alloc_best_aligned(128 << 20, &aligns).unwrap().raw(), GIB);
+        // Below 1 GiB it falls back to 2 MiB alignment in low RAM.
+        let mut b = a.clone();
+        let p = b.alloc_best_aligned_below(128 << 20, &aligns, GIB).unwrap();
+        assert_eq!(p.raw(), 0x40_0000);
+        // An allocation must end at or below the limit, not just start there.
+        let mut b = a.clone();
+        assert_eq!(
+            b.alloc_below(0x1000, 0x1000, 0x40_0000),
+            Err(MmError::OutOfMemory {
+                size: 0x1000,
+                align: 0x1000
+            })
+        );
+        assert_eq!(
+            b.alloc_below(0x1000, 0x1000, 0x40_1000).unwrap().raw(),
+            0x40_0000
+        );
+        assert_eq!(
+            b.alloc_below(0x3b00_0000, 0x1000, GIB),
+            Err(MmError::OutOfMemory {
+                size: 0x3b00_0000,
+                align: 0x1000
+            })
+        );
+        assert_eq!(b.alloc_below(0x800, 0x1000, GIB), Err(MmError::BadRequest));
+        // Preferring below: below when it fits, else anywhere, flagged.
+        let mut b = a.clone();
+        assert_eq!(
+            b.alloc_best_aligned_preferring_below(128 << 20, &aligns, Some(GIB)),
+            Ok((HostPhysAddr::new(0x40_0000), true))
+        );
+        assert_eq!(
+            b.alloc_best_aligned_preferring_below(1 << 30, &aligns, Some(GIB)),
+            Ok((HostPhysAddr::new(GIB), false))
+        );
+        assert_eq!(
+            b.alloc_best_aligned_preferring_below(128 << 20, &aligns, None),
+            Ok((HostPhysAddr::new(2 * GIB), true))
+        );
+        assert!(matches!(
+            b.alloc_best_aligned_preferring_below(8 << 30, &aligns, Some(GIB)),
+            Err(MmError::OutOfMemory { .. })
+        ));
+    }
+
     proptest! {
+        /// Allocations below a limit end at or below it, and succeed whenever a
+        /// page-aligned fit exists below it.
+        #[test]
+        fn alloc_below_respects_the_limit(
+            holes in proptest::collection::vec((0u64..256, 1u64..16), 0..8),
+            pages in 1u64..64,
+            limit_pages in 0u64..300,
+        ) {
+            let mut a = FrameAllocator::new();
+            a.add(hr(0, 256 * PAGE_SIZE)).unwrap();
+            for (s, n) in holes {
+                a.reserve(hr(s * PAGE_SIZE, n * PAGE_SIZE)).unwrap();
+            }
+            let limit = limit_pages * PAGE_SIZE;
+            let size = pages * PAGE_SIZE;
+            let fits = a
+                .free_ranges()
+                .iter()
+                .any(|r| r.size >= size && r.start.raw() + size <= limit);
+            let mut b = a.clone();
+            match b.alloc_below(size, PAGE_SIZE, limit) {
+                Ok(p) => {
+                    prop_assert!(p.raw() + size <= limit);
+                    prop_assert_eq!(b.free_bytes(), a.free_bytes() - size);
+                }
+                Err(e) => {
+                    prop_assert!(!fits);
+                    prop_assert_eq!(e, MmError::OutOfMemory { size, align: PAGE_SIZE });
+                }
+            }
+        }
+
         /// Random alloc/free sequences never hand out overlapping memory, never hand
         /// out reserved memory, and freeing everything restores the free total.
         #[test]

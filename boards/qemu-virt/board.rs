@@ -14,6 +14,10 @@ pub const BOARD: BoardDesc = BoardDesc {
     // The hypervisor plus one default guest (128 MiB) and its own heap.
     min_ram: 256 << 20,
     uart_base: HostPhysAddr::new(0x0900_0000),
+    // QEMU's PL011 ignores its clock and pins, and no bus restricts DMA.
+    uart_clock_hz: None,
+    uart_pins: None,
+    dma_limit: None,
     gics: &[
         GicDesc {
             version: 2,

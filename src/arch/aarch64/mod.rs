@@ -117,6 +117,11 @@ pub fn secondary_entry() -> u64 {
     boot::_secondary_start as *const () as u64
 }
 
+/// CNTFRQ_EL0: the generic timer's frequency in Hz, as the firmware set it.
+pub fn cntfrq() -> u64 {
+    read_sysreg!("cntfrq_el0") & 0xffff_ffff
+}
+
 /// ID_AA64MMFR0_EL1.PARange.
 pub fn parange() -> u8 {
     (read_sysreg!("id_aa64mmfr0_el1") & 0xf) as u8
