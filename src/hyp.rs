@@ -65,9 +65,11 @@ static CPU_IF: [AtomicU32; arch::MAX_CPUS] = [const { AtomicU32::new(0) }; arch:
 /// Early heap, used until the frame allocator hands the heap its real memory.
 static mut EARLY_HEAP: [u8; 256 * 1024] = [0; 256 * 1024];
 /// Heap bytes taken from RAM once memory is known.
-const HEAP_SIZE: u64 = 32 << 20;
-/// Bytes of shadow translation tables per shadow-mode VM (256 blocks of 16 KiB).
-const SHADOW_POOL_BYTES: usize = 4 << 20;
+const HEAP_SIZE: u64 = 48 << 20;
+/// Bytes of shadow translation tables per shadow-mode VM: 512 blocks of 16 KiB, more
+/// than the worst-case root (a 16 KiB first level and 4096 second-level tables of 1 KiB),
+/// so the active root always fits once the others are evicted.
+const SHADOW_POOL_BYTES: usize = 8 << 20;
 /// Shadow roots (guest TTBR0 tables) a shadow-mode VM keeps cached.
 const SHADOW_MAX_ROOTS: usize = 64;
 

@@ -62,6 +62,7 @@ pub const CASES: &[Case] = &[
     case!("bad-ttbr0", bad_ttbr0),
     case!("loop-table", loop_table),
     case!("many-ttbr0", many_ttbr0),
+    case!("many-l2-tables", many_l2_tables),
 ];
 
 /// Cases that must FAIL (built in with `MMU32_SELFTEST=1`): the harness can fail.
@@ -1016,6 +1017,110 @@ fn many_ttbr0() -> R {
         prev = Some(i);
     }
     Ok(())
+}
+
+/// Whether L1 index `i` keeps its base-map section in `many_l2_tables`: RAM (the image,
+/// stacks, vectors and every table) and the UART.
+fn ml2_kept(i: u32) -> bool {
+    (RAM_BASE >> 20..(RAM_BASE + RAM_SIZE) >> 20).contains(&i) || i == UART_PA >> 20
+}
+
+/// The one valid entry of L2 table `i` (VA[19:12]).
+const fn ml2_index(i: u32) -> u32 {
+    (i * 37 + 11) & 0xff
+}
+
+/// The data page table `i`'s entry maps: one of 16.
+const fn ml2_page(i: u32) -> u32 {
+    MANY_L2_DATA + (i & 15) * PAGE
+}
+
+/// Offset of table `i`'s marker in its data page: (i, offset) is distinct for every i.
+const fn ml2_offset(i: u32) -> u32 {
+    (i >> 4) * 4
+}
+
+/// The marker of L1 index `i` (its own word: no other index reads it).
+const fn ml2_marker(i: u32) -> u32 {
+    0x6d00_0000 | (i << 12) | (ml2_index(i) << 4) | 0xb
+}
+
+/// VA of table `i`'s marker: L1 index i, L2 index `ml2_index(i)`, offset `ml2_offset(i)`.
+const fn ml2_va(i: u32) -> u32 {
+    (i << 20) | (ml2_index(i) << 12) | ml2_offset(i)
+}
+
+/// A VA through a faulting entry of table `i` (L2 index `ml2_index(i) ^ 0x80`).
+const fn ml2_hole(i: u32) -> u32 {
+    (i << 20) | ((ml2_index(i) ^ 0x80) << 12) | (ml2_offset(i) ^ 0xc04)
+}
+
+/// An L1 table in which every entry but RAM's 128 and the UART's (sections, as in the
+/// base map) is a page-table descriptor to its own 1 KiB L2 table: 3967 L2 tables, about
+/// 4 MiB of them. Table i maps one small page, at L2 index `ml2_index(i)`, onto data page
+/// i mod 16, where the word at (i / 16) * 4 is i's marker; its other 255 entries fault.
+/// After TTBR0 = this table (ASID 0, TLBIALL): every marker reads back, in two permuted
+/// passes; every 8th table of the first pass gives a level-2 translation fault (FS 0b00111,
+/// DFAR) at a faulting entry; every 32nd of the second pass takes a write, checked in RAM.
+/// Back on the base table: those VAs fault at level 1 again, and a fresh mapping works.
+fn many_l2_tables() -> R {
+    let l = MANY_L2_L1;
+    let salt = 0x0b0b_00b0;
+    fill(MANY_L2_DATA, 16 * PAGE, salt);
+    build_identity_l1(l, true);
+    let mut tables = 0;
+    for i in 0..0x1000 {
+        if ml2_kept(i) {
+            continue;
+        }
+        let t = MANY_L2_TABLES + i * 0x400;
+        zero(t, 0x400);
+        write_phys(t + 4 * ml2_index(i), small(ml2_page(i), NORMAL));
+        write_phys(ml2_page(i) + ml2_offset(i), ml2_marker(i));
+        write_phys(l + 4 * i, page_table(t, 0));
+        tables += 1;
+    }
+    arch::dsb();
+    let want = 0x1000 - (RAM_SIZE >> 20) - 1;
+    ensure!(tables == want, "built {tables} L2 tables, expected {want}");
+    switch_context(0, l | TTBR_FLAGS);
+    flush_tlb();
+    // The kept RAM sections still translate (identity).
+    expect_load(ml2_page(7) + ml2_offset(7), ml2_marker(7))?;
+    for (pass, mul, add) in [(0u32, 1229u32, 7u32), (1, 2731, 1001)] {
+        for s in 0..0x1000u32 {
+            let i = (s * mul + add) & 0xfff; // odd multiplier: a permutation of 0..4096
+            if ml2_kept(i) {
+                continue;
+            }
+            let r = (|| {
+                expect_load(ml2_va(i), ml2_marker(i))?;
+                if pass == 0 && s % 8 == 0 {
+                    expect_data_abort(ml2_hole(i), Acc::Read, FS_TRANSLATION_PAGE)?;
+                }
+                if pass == 1 && s % 32 == 0 {
+                    let v = !ml2_marker(i);
+                    expect_store(ml2_va(i), v)?;
+                    expect_phys(ml2_page(i) + ml2_offset(i), v)?;
+                    expect_load(ml2_va(i), v)?;
+                    expect_store(ml2_va(i), ml2_marker(i))?;
+                }
+                Ok(())
+            })();
+            ctx(r, format_args!("pass {pass}, L1 index {i:#05x}"))?;
+        }
+    }
+    expect_data_abort(ml2_hole(0xfff), Acc::Write, FS_TRANSLATION_PAGE)?;
+    switch_context(0, BASE_L1 | TTBR_FLAGS);
+    flush_tlb();
+    for i in [0x001, 0x800, 0x9ab, 0xfff] {
+        expect_data_abort(ml2_va(i), Acc::Read, FS_TRANSLATION_SECTION)?;
+    }
+    let i = 0x803;
+    let va = W + 0x7_5000;
+    map_page(va, ml2_page(i), NORMAL);
+    expect_load(va + ml2_offset(i), ml2_marker(i))?;
+    expect_load(ml2_page(i) + ml2_offset(i), ml2_marker(i))
 }
 
 // ---- 11. Harness self-test (MMU32_SELFTEST=1 builds only; every one must FAIL) -----------

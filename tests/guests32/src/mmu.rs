@@ -52,6 +52,11 @@ pub const SECTION_C: u32 = 0x4060_0000;
 /// 1024 L1 tables of 16 KiB for the many-TTBR0 case (16 MiB).
 pub const MANY_L1: u32 = 0x4100_0000;
 pub const MANY_L1_COUNT: u32 = 1024;
+/// The many-L2-tables case: its L1 table (16 KiB), its 16 data pages (64 KiB), and one
+/// 1 KiB L2 table per L1 index at `MANY_L2_TABLES + i * 1 KiB` (4 MiB).
+pub const MANY_L2_L1: u32 = 0x4200_0000;
+pub const MANY_L2_DATA: u32 = 0x4201_0000;
+pub const MANY_L2_TABLES: u32 = 0x4240_0000;
 /// The last 16 MiB-aligned 16 MiB block of RAM, target of the supersection.
 pub const SUPER_PA: u32 = 0x4700_0000;
 
