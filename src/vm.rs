@@ -1521,17 +1521,7 @@ impl Vm {
                 g.counters.wp_emulated += 1;
                 g.sync_words(&words, &view)
             };
-            return Some(match res {
-                Ok(e) => {
-                    self.apply_effects(e, hw);
-                    self.skip(regs, syn);
-                    Action::Resume
-                }
-                Err(e) => {
-                    crate::guest_warn!("{}: {e}; stopping the VM", self.name);
-                    Action::Stop
-                }
-            });
+            return Some(self.finish_emulated_store(res, regs, syn, hw));
         }
         // No syndrome: decode the A32 store (writeback forms, STRD, STM) when every element
         // lies in the faulting page.
@@ -1541,17 +1531,7 @@ impl Vm {
                 g.counters.wp_decoded += 1;
                 g.sync_words(&words, &view)
             };
-            return Some(match res {
-                Ok(e) => {
-                    self.apply_effects(e, hw);
-                    self.skip(regs, syn);
-                    Action::Resume
-                }
-                Err(e) => {
-                    crate::guest_warn!("{}: {e}; stopping the VM", self.name);
-                    Action::Stop
-                }
-            });
+            return Some(self.finish_emulated_store(res, regs, syn, hw));
         }
         // Otherwise open the page, let the guest run that one instruction, then diff the
         // page and close it again (`finish_step`).
@@ -1570,6 +1550,28 @@ impl Vm {
         regs.pstate |= PSTATE_SS;
         hw.set_single_step(true);
         Some(Action::Resume)
+    }
+
+    /// After an emulated table write: applies the sync's effects and skips the store, or
+    /// stops the VM if the engine failed.
+    fn finish_emulated_store(
+        &self,
+        res: Result<Effects, shadowvm::ShadowVmError>,
+        regs: &mut GuestRegs,
+        syn: &esr::Syndrome,
+        hw: &mut dyn VcpuHw,
+    ) -> Action {
+        match res {
+            Ok(e) => {
+                self.apply_effects(e, hw);
+                self.skip(regs, syn);
+                Action::Resume
+            }
+            Err(e) => {
+                crate::guest_warn!("{}: {e}; stopping the VM", self.name);
+                Action::Stop
+            }
+        }
     }
 
     /// Emulates the A32 store at the guest's PC that took a write-protect fault without a

@@ -337,10 +337,12 @@ impl VcpuHw for LiveEl1 {
         match op {
             HostTlbOp::None => return,
             HostTlbOp::All => unsafe { core::arch::asm!("tlbi vmalle1is", options(nostack)) },
+            // SAFETY: as above.
             HostTlbOp::Mva { va, asid } => unsafe {
                 let x = ((asid as u64) << 48) | (va as u64 >> 12);
                 core::arch::asm!("tlbi vae1is, {x}", x = in(reg) x, options(nostack))
             },
+            // SAFETY: as above.
             HostTlbOp::Asid(asid) => unsafe {
                 let x = (asid as u64) << 48;
                 core::arch::asm!("tlbi aside1is, {x}", x = in(reg) x, options(nostack))
