@@ -822,10 +822,10 @@ impl Vm {
             }
             if self.aarch32 {
                 crate::guest_warn!(
-                    "{}: stage-1 table walk at {} is outside guest RAM (va {:#x}): injecting the walk's abort",
+                    "{}: the stage-1 walk for va {:#x} read {}, which is not guest RAM (in shadow mode: the walk trap standing for a guest table outside RAM): injecting the walk's abort",
                     self.name,
-                    ipa,
-                    trap.far
+                    trap.far,
+                    ipa
                 );
                 let access = if iss.wnr {
                     crate::shadow::AccessKind::Write
