@@ -121,7 +121,7 @@ def main(argv):
         per_s = lambda k: f.get(k, 0) / secs if secs else 0.0
         print(f"shadow figures ({label}, last run, {secs:.2f} s of guest time):")
         print(f"  shadow syncs {per_s('syncs'):.0f}/s, write-protect faults {(f.get('wp_emulated', 0) + f.get('wp_decoded', 0) + f.get('wp_stepped', 0)) / secs:.0f}/s"
-              f" ({per_s('wp_emulated'):.0f}/s from the syndrome, {per_s('wp_decoded'):.0f}/s decoded, {per_s('wp_stepped'):.0f}/s single-stepped),"
+              f" ({per_s('wp_emulated'):.0f}/s with a syndrome, {per_s('wp_decoded'):.0f}/s without one, {per_s('wp_stepped'):.0f}/s single-stepped),"
               f" translation-register traps {per_s('reg_writes') + per_s('reg_reads'):.0f}/s, TLB maintenance traps {per_s('tlbi'):.0f}/s")
         print(f"  root cache: {f.get('cache_hits', 0)} hits, {f.get('cache_misses', 0)} misses, {f.get('evictions', 0)} evictions ({f.get('write_evictions', 0)} of dead roots whose table page was written), {f.get('l2_builds', 0)} L2 builds")
         g = f.get("guest_table_bytes_at_peak", 0)

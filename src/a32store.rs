@@ -20,6 +20,8 @@ pub struct Store {
     pub elements: Vec<(u32, u8, u32)>,
     /// (base register, value) when the instruction writes the base back.
     pub writeback: Option<(u8, u32)>,
+    /// The status register of a store-exclusive, which gets 0 (the store happened).
+    pub status: Option<u8>,
 }
 
 /// The value of register `r` as an A32 operand: R15 reads as the instruction's address + 8.
@@ -45,6 +47,48 @@ fn shifted(v: u32, ty: u32, imm5: u32, cpsr: u64) -> u32 {
     }
 }
 
+/// STREX, STREXB, STREXH, STREXD (A1: `cond 0001 1ssL Rn Rd 1111 1001 Rt`, L = 0).
+///
+/// A store-exclusive that traps cannot simply be re-executed: the exception return
+/// clears the local monitor, so it would fail and the guest would retry for ever. With
+/// one vCPU nothing else can have claimed the location, so the trapped store-exclusive
+/// is emulated as one that succeeds: the store happens and Rd gets 0.
+fn store_exclusive(insn: u32, regs: &GuestRegs, mode: Mode) -> Option<Store> {
+    if insn & 0x0f90_0ff0 != 0x0180_0f90 {
+        return None;
+    }
+    let rn = ((insn >> 16) & 0xf) as u8;
+    let rd = ((insn >> 12) & 0xf) as u8;
+    let rt = (insn & 0xf) as u8;
+    if rn == 15 || rd == 15 || rd == rn || rd == rt {
+        return None;
+    }
+    let addr = aarch32::get_reg(regs, mode, rn)?;
+    let elements = match (insn >> 21) & 3 {
+        0b00 => alloc::vec![(addr, 4, aarch32::get_reg(regs, mode, rt)?)],
+        0b01 => {
+            if rt & 1 == 1 || rt == 14 || rd == rt + 1 {
+                return None;
+            }
+            alloc::vec![
+                (addr, 4, aarch32::get_reg(regs, mode, rt)?),
+                (
+                    addr.wrapping_add(4),
+                    4,
+                    aarch32::get_reg(regs, mode, rt + 1)?
+                ),
+            ]
+        }
+        0b10 => alloc::vec![(addr, 1, aarch32::get_reg(regs, mode, rt)? & 0xff)],
+        _ => alloc::vec![(addr, 2, aarch32::get_reg(regs, mode, rt)? & 0xffff)],
+    };
+    Some(Store {
+        elements,
+        writeback: None,
+        status: Some(rd),
+    })
+}
+
 /// Decodes the A32 store `insn`, executed at `regs.pc` in mode `mode`, into its element
 /// stores. `None` for anything that is not one of the supported stores, for forms the
 /// architecture calls UNPREDICTABLE (PC as base with writeback, Rn = Rt with writeback,
@@ -58,6 +102,9 @@ pub fn decode(insn: u32, regs: &GuestRegs, mode: Mode) -> Option<Store> {
     let l = insn & (1 << 20) != 0;
     if insn >> 28 == 0xf || l {
         return None;
+    }
+    if let Some(st) = store_exclusive(insn, regs, mode) {
+        return Some(st);
     }
     let base = operand(regs, mode, rn)?;
     let wb = !p || w;
@@ -101,6 +148,7 @@ pub fn decode(insn: u32, regs: &GuestRegs, mode: Mode) -> Option<Store> {
             Some(Store {
                 elements: alloc::vec![(addr, size, v)],
                 writeback,
+                status: None,
             })
         }
         // Extra load/store: STRH and STRD (bit 7 and bit 4 set, op2 = 01 or 11).
@@ -126,6 +174,7 @@ pub fn decode(insn: u32, regs: &GuestRegs, mode: Mode) -> Option<Store> {
                 0b01 => Some(Store {
                     elements: alloc::vec![(addr, 2, operand(regs, mode, rt)? & 0xffff)],
                     writeback,
+                    status: None,
                 }),
                 0b11 => {
                     // STRD: Rt must be even and not R14.
@@ -142,6 +191,7 @@ pub fn decode(insn: u32, regs: &GuestRegs, mode: Mode) -> Option<Store> {
                             ),
                         ],
                         writeback,
+                        status: None,
                     })
                 }
                 _ => None,
@@ -181,6 +231,7 @@ pub fn decode(insn: u32, regs: &GuestRegs, mode: Mode) -> Option<Store> {
             Some(Store {
                 elements,
                 writeback: w.then_some((rn, new_base)),
+                status: None,
             })
         }
         _ => None,
@@ -273,6 +324,27 @@ mod tests {
         // Empty list and the user-register form are refused.
         assert!(decode(0xe8a0_0000, &r2, Mode::Svc).is_none());
         assert!(decode(0xe8c0_000e, &r2, Mode::Svc).is_none());
+    }
+
+    #[test]
+    fn store_exclusive_succeeds() {
+        let r = regs();
+        // strex r0, r1, [r2]  (e1820f91)
+        let s = decode(0xe182_0f91, &r, Mode::Svc).unwrap();
+        assert_eq!(s.elements, alloc::vec![(0x2000, 4, 0x1000)]);
+        assert_eq!(s.status, Some(0));
+        // strexd r3, r4, r5, [r2]  (e1a23f94)
+        let s = decode(0xe1a2_3f94, &r, Mode::Svc).unwrap();
+        assert_eq!(
+            s.elements,
+            alloc::vec![(0x2000, 4, 0x4000), (0x2004, 4, 0x5000)]
+        );
+        assert_eq!(s.status, Some(3));
+        // strexb r3, r1, [r2]  (e1c23f91), strexh (e1e23f91)
+        assert_eq!(decode(0xe1c2_3f91, &r, Mode::Svc).unwrap().elements[0].1, 1);
+        assert_eq!(decode(0xe1e2_3f91, &r, Mode::Svc).unwrap().elements[0].1, 2);
+        // Rd = Rt is UNPREDICTABLE: refused.
+        assert!(decode(0xe182_1f91, &r, Mode::Svc).is_none());
     }
 
     proptest::proptest! {

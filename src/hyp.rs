@@ -1252,6 +1252,7 @@ fn cpu_loop(cpu: usize) -> ! {
                 gic.deactivate(t);
             }
         }
+        vm.clear_pending(vcpu);
         lrs.clear();
         lrs.timers_active = 0;
         lrs.timers_done = 0;
@@ -1331,7 +1332,17 @@ fn cpu_loop(cpu: usize) -> ! {
 fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext, lrs: &mut Lrs) -> Action {
     let mut hw = arch::LiveEl1;
     loop {
-        lrs.fill(vm, vcpu);
+        if vm.aarch32 && vm.landing_armed(vcpu) {
+            // An injection is landing (see `vm::Landing`): no virtual interrupt may be
+            // taken first, so the virtual CPU interface stays off for this one entry and
+            // the next fill rewrites it.
+            if let Some(gic) = GIC.get() {
+                gic.write_hcr(0);
+            }
+            lrs.idle_generation = None;
+        } else {
+            lrs.fill(vm, vcpu);
+        }
         let kind = arch::run_vcpu(ctx);
         lrs.sync(vm, vcpu);
         lrs.retire_timers(vm, vcpu);
@@ -1346,7 +1357,7 @@ fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext, lrs: &mut Lrs) -> Action {
                     return a;
                 }
             }
-            vm.finish_landing(vcpu, &mut ctx.guest, ec == 0x30, &mut hw);
+            vm.finish_landing(vcpu, &mut ctx.guest, ec == 0x30 || ec == 0x32, &mut hw);
         }
         let action = match kind {
             arch::ExitKind::Sync => {

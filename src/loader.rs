@@ -30,6 +30,8 @@ pub const ZIMAGE_MAGIC: u32 = 0x016f_2818;
 pub const ZIMAGE_OFFSET: u64 = 0x0200_0000;
 /// A zImage's DTB and initrd stay below RAM base + this (the 32-bit kernel's lowmem).
 pub const ZIMAGE_LOWMEM: u64 = 0x2000_0000;
+/// Room reserved after a zImage for its decompressor's BSS, stack and 64 KiB malloc area.
+const ZIMAGE_SLACK: u64 = 1 << 20;
 /// Room the decompressed kernel needs below a zImage loaded at [`ZIMAGE_OFFSET`]: the
 /// decompressor writes it at RAM base + 32 KiB, and moves itself when they overlap.
 const ZIMAGE_MIN_RAM: u64 = 64 << 20;
@@ -236,7 +238,9 @@ pub fn plan(
                 RAW_IMAGE_OFFSET
             };
             let k = ram.start.raw() + off;
-            (k, k + z.size)
+            // Whatever follows the image in the file (an appended DTB) is loaded too, and
+            // the decompressor's BSS, stack and malloc area come after it.
+            (k, k + z.size.max(kernel.len() as u64) + ZIMAGE_SLACK)
         }
         (Some(h), _) => {
             let base = ram

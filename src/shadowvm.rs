@@ -203,10 +203,10 @@ pub struct ShadowCounters {
     pub reg_reads: u64,
     /// Trapped TLB maintenance operations.
     pub tlbi: u64,
-    /// Writes to write-protected guest tables emulated from the syndrome.
+    /// Emulated writes to write-protected guest tables whose abort had a syndrome (ISV=1).
     pub wp_emulated: u64,
-    /// Writes to write-protected guest tables without a syndrome, decoded from the A32
-    /// instruction.
+    /// Emulated writes to write-protected guest tables whose abort had no syndrome
+    /// (writeback forms, STRD, STM, store-exclusive), decoded from the A32 instruction.
     pub wp_decoded: u64,
     /// Writes to write-protected guest tables without a syndrome, single-stepped.
     pub wp_stepped: u64,
@@ -223,6 +223,8 @@ pub struct ShadowCounters {
 pub enum ShadowVmError {
     /// The engine failed (long-descriptor guest, pool exhausted).
     Engine(ShadowError),
+    /// The guest set SCTLR.EE: big-endian translation tables are not shadowed.
+    BigEndian,
 }
 
 impl core::fmt::Display for ShadowVmError {
@@ -233,6 +235,10 @@ impl core::fmt::Display for ShadowVmError {
                 "the guest enabled long descriptors (TTBCR.EAE=1, an LPAE kernel); shadow mode shadows short-descriptor tables only: use mode=stage2 or a non-LPAE kernel"
             ),
             ShadowVmError::Engine(e) => write!(f, "shadow engine: {e}"),
+            ShadowVmError::BigEndian => write!(
+                f,
+                "the guest set SCTLR.EE (big-endian translation tables); shadow mode reads tables little-endian: use mode=stage2"
+            ),
         }
     }
 }
@@ -370,6 +376,9 @@ impl ShadowVm {
         let v32 = value as u32;
         let r = &mut self.regs;
         match reg {
+            Cp15Reg::Sctlr if v32 & (1 << 25) != 0 => {
+                return Some(Err(ShadowVmError::BigEndian));
+            }
             Cp15Reg::Sctlr => r.sctlr = v32,
             Cp15Reg::Ttbr0 => r.ttbr0 = value,
             Cp15Reg::Ttbr1 => r.ttbr1 = value,

@@ -217,10 +217,18 @@ pub struct VcpuSlot {
 /// handler would see the wrong SPSR and its exception return would be illegal. So the
 /// hypervisor lets the hardware perform the entry: it runs the guest's instruction
 /// again with every stage-1 translation disabled (SCTLR.M = 1, TTBCR.PD0 = PD1 = 1) and
-/// single-stepping armed; the fetch takes a Prefetch Abort into Abort mode, which saves
-/// the CPSR in SPSR_abt like any exception, and the step exception brings the vCPU back to
-/// EL2 before the vector's first instruction. There the real registers are restored and
-/// the vCPU is pointed at the intended vector with the intended fault registers.
+/// virtual interrupts held back; the fetch takes a Prefetch Abort into Abort mode, which
+/// saves the CPSR in SPSR_abt like any exception. A breakpoint on the Prefetch Abort
+/// vector brings the vCPU back to EL2 before the vector runs. There the real registers,
+/// LR_abt, IFSR and IFAR are restored and the vCPU is pointed at the intended vector with
+/// the intended fault registers.
+///
+/// QEMU checks breakpoints before it fetches, so the breakpoint fires although the
+/// vector's own fetch would fault. The ARM ARM checks instruction breakpoints only after
+/// a successful translation; there software step would be needed instead (taken before
+/// the handler's first fetch), but QEMU then no longer reports the breakpoint, so only
+/// the breakpoint is armed. Real hardware, where the plain SPSR_abt write would work,
+/// is untested.
 #[derive(Clone, Copy, Debug)]
 struct Landing {
     inj: aarch32::Injection32,
@@ -230,6 +238,11 @@ struct Landing {
     sctlr: u64,
     ttbcr: u64,
     spsr_abt: u32,
+    /// The PC the landing's fetch faults at, and LR_abt, IFSR, IFAR before it.
+    pc: u64,
+    lr_abt: u64,
+    ifsr: u64,
+    ifar: u64,
 }
 
 impl VcpuSlot {
@@ -515,6 +528,25 @@ impl Vm {
         self.mmio.lock().reset_devices();
         self.start();
         Ok(())
+    }
+
+    /// True while vCPU `vcpu` has an injection landing under way (its virtual interrupts
+    /// must be held back until it lands).
+    pub fn landing_armed(&self, vcpu: usize) -> bool {
+        self.vcpus
+            .get(vcpu)
+            .is_some_and(|s| s.landing.lock().is_some())
+    }
+
+    /// Drops any injection landing or stepped table write of vCPU `vcpu` (it starts
+    /// afresh: boot, CPU_ON, reset).
+    pub fn clear_pending(&self, vcpu: usize) {
+        if let Some(s) = self.vcpus.get(vcpu) {
+            *s.landing.lock() = None;
+        }
+        if vcpu == 0 {
+            *self.step.lock() = None;
+        }
     }
 
     /// The MPIDR value vCPU `n` sees (Aff0 = n).
@@ -1155,6 +1187,10 @@ impl Vm {
                 sctlr: live_sctlr,
                 ttbcr: hw.read_cp15(Cp15Reg::Ttbcr),
                 spsr_abt: hw.read_spsr32(SpsrBank::Abt),
+                pc: regs.pc,
+                lr_abt: regs.x[20],
+                ifsr: hw.read_cp15(Cp15Reg::Ifsr),
+                ifar: hw.read_cp15(Cp15Reg::Ifar),
             };
             // Every stage-1 translation faults: the next fetch takes a Prefetch Abort, and
             // a breakpoint on its vector brings the vCPU back before the handler runs.
@@ -1214,7 +1250,11 @@ impl Vm {
         let Some(l) = *g else {
             return;
         };
-        let landed = regs.pc == l.vector && regs.pstate & 0x1f == 0x17;
+        // The Prefetch Abort of the landing itself: at the vector, in Abort mode, with LR_abt
+        // = the re-fetched PC + 4 (not some other exception's fetch of its own vector).
+        let landed = regs.pc == l.vector
+            && regs.pstate & 0x1f == 0x17
+            && regs.x[20] == (l.pc.wrapping_add(4) & 0xffff_ffff);
         if !debug && !landed {
             // An interrupt came first: the landing is still armed.
             return;
@@ -1235,9 +1275,17 @@ impl Vm {
                 l.exc
             );
         }
-        if landed && matches!(l.exc, Exception32::Undef) {
-            // The landing went through Abort mode: give SPSR_abt back.
-            hw.set_spsr32(SpsrBank::Abt, l.spsr_abt);
+        if landed {
+            // The landing's own Prefetch Abort wrote LR_abt, IFSR and IFAR (and, on
+            // hardware, SPSR_abt): give back what the injection does not set.
+            regs.x[20] = l.lr_abt;
+            if !matches!(l.exc, Exception32::PrefetchAbort { .. }) {
+                hw.write_cp15(Cp15Reg::Ifsr, l.ifsr);
+                hw.write_cp15(Cp15Reg::Ifar, l.ifar);
+            }
+            if matches!(l.exc, Exception32::Undef) {
+                hw.set_spsr32(SpsrBank::Abt, l.spsr_abt);
+            }
         }
         self.finish_injection(regs, &l.inj, l.exc, hw);
     }
@@ -1456,7 +1504,10 @@ impl Vm {
                 }
                 let prot = if ro { Prot::RX } else { Prot::RWX };
                 if let Err(err) = mem.protect(page, 4096, prot) {
-                    debug!("{}: stage-2 protect {page}: {err}", self.name);
+                    crate::guest_warn!(
+                        "{}: stage-2 protection of guest table page {page} failed: {err}; its writes may not be synced",
+                        self.name
+                    );
                 }
             }
         }
@@ -1504,7 +1555,23 @@ impl Vm {
         }
         self.counters.exit(ExitReason::WriteProtect);
         let view = RamView(io.as_ref());
-        if iss.isv {
+        // A32 stores are decoded from the instruction, whatever the syndrome says: that
+        // also covers the forms without one (writeback, STRD, STM) and store-exclusives,
+        // whose status register the syndrome path could not set.
+        if let Some(words) = self.decode_store(regs, ipa, far, syn, io.as_ref()) {
+            let res = {
+                let mut g = sh.lock();
+                if iss.isv {
+                    g.counters.wp_emulated += 1;
+                } else {
+                    g.counters.wp_decoded += 1;
+                }
+                g.sync_words(&words, &view)
+            };
+            return Some(self.finish_emulated_store(res, regs, syn, hw));
+        }
+        let big_endian = regs.pstate & (1 << 9) != 0;
+        if iss.isv && (ipa.raw() & 0xfff) + (1u64 << iss.sas) <= 0x1000 {
             let size = 1u64 << iss.sas;
             let value = aarch32::read_rt(regs, iss.srt) as u64
                 & if size == 8 {
@@ -1512,6 +1579,12 @@ impl Vm {
                 } else {
                     (1 << (8 * size)) - 1
                 };
+            // CPSR.E: the register's bytes go to memory most significant first.
+            let value = if big_endian {
+                value.swap_bytes() >> (64 - 8 * size)
+            } else {
+                value
+            };
             let words = shadowvm::store_words(ipa, size, value, &view)?;
             if !io.write(ipa, &value.to_le_bytes()[..size as usize]) {
                 return None;
@@ -1519,16 +1592,6 @@ impl Vm {
             let res = {
                 let mut g = sh.lock();
                 g.counters.wp_emulated += 1;
-                g.sync_words(&words, &view)
-            };
-            return Some(self.finish_emulated_store(res, regs, syn, hw));
-        }
-        // No syndrome: decode the A32 store (writeback forms, STRD, STM) when every element
-        // lies in the faulting page.
-        if let Some(words) = self.decode_store(regs, ipa, far, syn, io.as_ref()) {
-            let res = {
-                let mut g = sh.lock();
-                g.counters.wp_decoded += 1;
                 g.sync_words(&words, &view)
             };
             return Some(self.finish_emulated_store(res, regs, syn, hw));
@@ -1610,18 +1673,41 @@ impl Vm {
         };
         let insn = view.read_u32(GuestPhysAddr::new(pc_ipa)).ok()?;
         let st = crate::a32store::decode(insn, regs, mode)?;
+        // Where each element goes: the faulting page as the fault reported it, any other
+        // page through the guest's own translation (a write it permits, to RAM). Nothing
+        // is written unless every element can be.
         let page_va = far as u32 & !0xfff;
-        if st
-            .elements
-            .iter()
-            .any(|&(va, size, _)| va & !0xfff != page_va || (va & 0xfff) + size as u32 > 0x1000)
-        {
-            return None;
-        }
-        let page = ipa.align_down(4096);
-        let mut words = Vec::new();
+        let write = crate::shadow::Access {
+            pl,
+            kind: crate::shadow::AccessKind::Write,
+        };
+        let mut targets = Vec::with_capacity(st.elements.len());
         for &(va, size, value) in &st.elements {
-            let at = page + (va & 0xfff) as u64;
+            if (va & 0xfff) + size as u32 > 0x1000 {
+                return None;
+            }
+            let at = if va & !0xfff == page_va {
+                ipa.align_down(4096) + (va & 0xfff) as u64
+            } else if regime.mmu_on() {
+                let t = crate::shadow::translate(&regime, &view, VirtAddr::new(va as u64), write)
+                    .ok()?;
+                GuestPhysAddr::new(t.pa)
+            } else {
+                GuestPhysAddr::new(va as u64)
+            };
+            if !self.ram.contains_span(at, size as u64) {
+                return None;
+            }
+            // CPSR.E: the register's bytes go to memory most significant first.
+            let value = if regs.pstate & (1 << 9) != 0 {
+                value.swap_bytes() >> (32 - 8 * size as u32)
+            } else {
+                value
+            };
+            targets.push((at, size, value));
+        }
+        let mut words = Vec::new();
+        for (at, size, value) in targets {
             words.extend(shadowvm::store_words(at, size as u64, value as u64, &view)?);
             if !io.write(at, &value.to_le_bytes()[..size as usize]) {
                 return None;
@@ -1629,6 +1715,9 @@ impl Vm {
         }
         if let Some((rn, v)) = st.writeback {
             aarch32::set_reg(regs, mode, rn, v);
+        }
+        if let Some(rd) = st.status {
+            aarch32::set_reg(regs, mode, rd, 0);
         }
         Some(words)
     }
@@ -1653,7 +1742,11 @@ impl Vm {
             }
         }
         if let Err(e) = self.mem.lock().protect(page, 4096, Prot::RX) {
-            debug!("{}: re-protect {page}: {e}", self.name);
+            crate::guest_warn!(
+                "{}: re-protecting guest table page {page} failed: {e}; stopping the VM",
+                self.name
+            );
+            return Some(Action::Stop);
         }
         let res = sh.lock().sync_words(&words, &RamView(io.as_ref()));
         match res {

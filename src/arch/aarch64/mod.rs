@@ -176,6 +176,9 @@ pub fn setup_guest_cpu(vtcr: u64, vttbr: u64, hcr: u64, vmpidr: u64) {
     write_sysreg!("cntvoff_el2", 0);
     // CPTR_EL2: no FP/SIMD or SVE traps (RES1 bits only).
     write_sysreg!("cptr_el2", 0x33ff);
+    // The OS Lock (set at cold reset on hardware) would hold back the breakpoint and
+    // software-step exceptions the hypervisor itself uses for AArch32 guests.
+    write_sysreg!("oslar_el1", 0);
     write_sysreg!("vmpidr_el2", vmpidr | (1 << 31));
     write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
     sysreg::isb();
@@ -217,6 +220,10 @@ pub fn reset_el1_aarch32() {
     write_sysreg!("spsr_fiq", 0);
     write_sysreg!("esr_el1", 0);
     write_sysreg!("far_el1", 0);
+    // No injection landing or stepped table write survives a restart.
+    write_sysreg!("dbgbcr0_el1", 0);
+    write_sysreg!("mdscr_el1", 0);
+    write_sysreg!("mdcr_el2", read_sysreg!("mdcr_el2") & !(1 << 8));
     sysreg::isb();
 }
 
