@@ -1423,14 +1423,7 @@ impl Vm {
                 hw.write_cp15(reg, value);
                 None
             }
-            Some(Ok(e)) => {
-                self.apply_effects(e, hw);
-                None
-            }
-            Some(Err(e)) => {
-                crate::guest_warn!("{}: {e}; stopping the VM", self.name);
-                Some(Action::Stop)
-            }
+            Some(r) => Some(self.apply_or_stop(r, hw)).filter(|a| *a == Action::Stop),
         }
     }
 
@@ -1526,6 +1519,16 @@ impl Vm {
             return Action::Resume;
         };
         let res = sh.lock().start(&RamView(io.as_ref()));
+        self.apply_or_stop(res, hw)
+    }
+
+    /// Applies a shadow operation's effects (`Resume`), or stops the VM with a log line
+    /// if the operation failed (`Stop`).
+    fn apply_or_stop(
+        &self,
+        res: Result<Effects, shadowvm::ShadowVmError>,
+        hw: &mut dyn VcpuHw,
+    ) -> Action {
         match res {
             Ok(e) => {
                 self.apply_effects(e, hw);
@@ -1538,8 +1541,9 @@ impl Vm {
         }
     }
 
-    /// A write fault on RAM: if it hit a write-protected guest table, emulates it (with a
-    /// syndrome) or single-steps it (without one). `None` if it is not a shadow matter.
+    /// A write fault on RAM: if it hit a write-protected guest table, emulates it (an A32
+    /// store is decoded; otherwise the syndrome is used when there is one) or, failing
+    /// both, single-steps it. `None` if it is not a shadow matter.
     fn write_protected(
         &self,
         regs: &mut GuestRegs,
@@ -1624,23 +1628,18 @@ impl Vm {
         syn: &esr::Syndrome,
         hw: &mut dyn VcpuHw,
     ) -> Action {
-        match res {
-            Ok(e) => {
-                self.apply_effects(e, hw);
-                self.skip(regs, syn);
-                Action::Resume
-            }
-            Err(e) => {
-                crate::guest_warn!("{}: {e}; stopping the VM", self.name);
-                Action::Stop
-            }
+        let a = self.apply_or_stop(res, hw);
+        if a == Action::Resume {
+            self.skip(regs, syn);
         }
+        a
     }
 
-    /// Emulates the A32 store at the guest's PC that took a write-protect fault without a
-    /// syndrome: performs its element stores into guest memory and its base writeback, and
-    /// returns the words written. `None` (nothing done) when the instruction is not a
-    /// decodable A32 store or touches memory outside the faulting page.
+    /// Emulates the A32 store at the guest's PC that took a write-protect fault: performs
+    /// its element stores into guest memory (the faulting page as reported, other pages
+    /// through the guest's own translation), its base writeback and a store-exclusive's
+    /// status, and returns the words written. `None` (nothing done) when the instruction
+    /// is not a decodable A32 store or an element is not a permitted write to RAM.
     fn decode_store(
         &self,
         regs: &mut GuestRegs,
@@ -1748,18 +1747,15 @@ impl Vm {
             );
             return Some(Action::Stop);
         }
-        let res = sh.lock().sync_words(&words, &RamView(io.as_ref()));
-        match res {
-            Ok(mut e) => {
+        // The page was open to the guest: drop whatever the TLB cached of it.
+        let res = sh
+            .lock()
+            .sync_words(&words, &RamView(io.as_ref()))
+            .map(|mut e| {
                 e.flush = shadowvm::merge_flush(e.flush, HostTlbOp::All);
-                self.apply_effects(e, hw);
-                None
-            }
-            Err(e) => {
-                crate::guest_warn!("{}: {e}; stopping the VM", self.name);
-                Some(Action::Stop)
-            }
-        }
+                e
+            });
+        Some(self.apply_or_stop(res, hw)).filter(|a| *a == Action::Stop)
     }
 }
 
