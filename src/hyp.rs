@@ -783,8 +783,10 @@ impl vm::GuestRamIo for HpaRam {
             return false;
         };
         // SAFETY: `p..p+len` lies in the VM's RAM (checked by `host`), which the frame
-        // allocator gave to this VM and which is identity-mapped at EL2; the vCPU that
-        // could change it is stopped in the hypervisor while its trap is handled.
+        // allocator gave to this VM for its whole life and which is identity-mapped at
+        // EL2. Another vCPU of the VM may write it meanwhile (guest tables read for a
+        // walk-abort report): the bytes read are then stale or torn, never out of bounds,
+        // and they only choose which fault to report.
         unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
         true
     }
@@ -1346,12 +1348,10 @@ fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext, lrs: &mut Lrs) -> Action {
         let kind = arch::run_vcpu(ctx);
         lrs.sync(vm, vcpu);
         lrs.retire_timers(vm, vcpu);
+        // The syndrome, read once per synchronous exit.
+        let trap = (kind == arch::ExitKind::Sync).then(arch::trap_info);
         if vm.aarch32 {
-            let ec = if kind == arch::ExitKind::Sync {
-                arch::trap_info().esr >> 26
-            } else {
-                0
-            };
+            let ec = trap.map_or(0, |t| t.esr >> 26);
             if vm.shadow.is_some() {
                 if let Some(a) = vm.finish_step(&mut ctx.guest, &mut hw) {
                     return a;
@@ -1361,7 +1361,7 @@ fn run(vm: &Vm, vcpu: usize, ctx: &mut VcpuContext, lrs: &mut Lrs) -> Action {
         }
         let action = match kind {
             arch::ExitKind::Sync => {
-                let trap = arch::trap_info();
+                let trap = trap.unwrap_or_else(arch::trap_info);
                 vm.handle_sync(vcpu, &mut ctx.guest, &trap, &mut hw)
             }
             arch::ExitKind::Irq | arch::ExitKind::Fiq => {
