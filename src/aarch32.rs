@@ -386,6 +386,10 @@ pub fn skip_instruction(regs: &mut GuestRegs, len: u64) {
 pub enum Cp15Reg {
     /// SCTLR, p15 0 c1 c0 0.
     Sctlr,
+    /// ACTLR, p15 0 c1 c0 1 (trapped only with HSTR.T1, on the ARMv7 host's shadow mode).
+    Actlr,
+    /// CPACR, p15 0 c1 c0 2 (as ACTLR).
+    Cpacr,
     /// TTBR0, p15 0 c2 c0 0 (32-bit) or MCRR p15 0 c2 (64-bit).
     Ttbr0,
     /// TTBR1, p15 0 c2 c0 1 (32-bit) or MCRR p15 1 c2 (64-bit).
@@ -422,8 +426,10 @@ pub enum Cp15Reg {
 
 impl Cp15Reg {
     /// Every register, in encoding order.
-    pub const ALL: [Cp15Reg; 17] = [
+    pub const ALL: [Cp15Reg; 19] = [
         Cp15Reg::Sctlr,
+        Cp15Reg::Actlr,
+        Cp15Reg::Cpacr,
         Cp15Reg::Ttbr0,
         Cp15Reg::Ttbr1,
         Cp15Reg::Ttbcr,
@@ -447,6 +453,8 @@ impl Cp15Reg {
     pub const fn encoding(self) -> (u8, u8, u8, u8) {
         match self {
             Cp15Reg::Sctlr => (0, 1, 0, 0),
+            Cp15Reg::Actlr => (0, 1, 0, 1),
+            Cp15Reg::Cpacr => (0, 1, 0, 2),
             Cp15Reg::Ttbr0 => (0, 2, 0, 0),
             Cp15Reg::Ttbr1 => (0, 2, 0, 1),
             Cp15Reg::Ttbcr => (0, 2, 0, 2),
@@ -470,6 +478,8 @@ impl Cp15Reg {
     pub const fn from_encoding(opc1: u8, crn: u8, crm: u8, opc2: u8) -> Option<Cp15Reg> {
         Some(match (opc1, crn, crm, opc2) {
             (0, 1, 0, 0) => Cp15Reg::Sctlr,
+            (0, 1, 0, 1) => Cp15Reg::Actlr,
+            (0, 1, 0, 2) => Cp15Reg::Cpacr,
             (0, 2, 0, 0) => Cp15Reg::Ttbr0,
             (0, 2, 0, 1) => Cp15Reg::Ttbr1,
             (0, 2, 0, 2) => Cp15Reg::Ttbcr,
@@ -1164,8 +1174,10 @@ mod tests {
 
     #[test]
     fn cp15_register_encodings() {
-        let want: [(Cp15Reg, (u8, u8, u8, u8)); 17] = [
+        let want: [(Cp15Reg, (u8, u8, u8, u8)); 19] = [
             (Cp15Reg::Sctlr, (0, 1, 0, 0)),
+            (Cp15Reg::Actlr, (0, 1, 0, 1)),
+            (Cp15Reg::Cpacr, (0, 1, 0, 2)),
             (Cp15Reg::Ttbr0, (0, 2, 0, 0)),
             (Cp15Reg::Ttbr1, (0, 2, 0, 1)),
             (Cp15Reg::Ttbcr, (0, 2, 0, 2)),

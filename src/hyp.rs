@@ -212,13 +212,18 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     let power_off_how = power_off_method(&plat, bootargs);
     arch::set_power_off(power_off_how);
     info!(
-        "hv {} starting on {} ({} CPUs), entered at EL{el}",
+        "hv {} starting on {} ({} CPUs), entered at {}",
         env!("CARGO_PKG_VERSION"),
         plat.model_or_compatible(),
-        plat.cpus.len()
+        plat.cpus.len(),
+        arch::entry_name(el)
     );
     if el == 3 {
-        info!("entered at EL3: dropped to EL2 (non-secure); PSCI needs firmware at EL3");
+        info!(
+            "entered at {}: dropped to {} (non-secure); PSCI needs firmware there",
+            arch::entry_name(3),
+            arch::entry_name(2)
+        );
     }
     match power_off_how {
         arch::PowerOff::Psci => {}
@@ -235,8 +240,10 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
         fatal(
             conduit,
             format_args!(
-                "entered at EL{el}: the hypervisor needs EL2 (virtualization extensions). \
-                 On QEMU use -M virt,virtualization=on"
+                "entered at {}: the hypervisor needs {} (virtualization extensions). \
+                 On QEMU use -M virt,virtualization=on",
+                arch::entry_name(el),
+                arch::entry_name(2)
             ),
         );
     }
@@ -340,7 +347,7 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
         Ok(c) => c,
         Err(e) => fatal(conduit, format_args!("VM configuration: {e}")),
     };
-    let geometry = Geometry::stage2_from_parange(arch::parange());
+    let geometry = arch::stage2_geometry();
     let mut vms = Vec::new();
     let mut images = Vec::new();
     let mut vttbrs = Vec::new();
@@ -429,7 +436,7 @@ fn start_secondary(plat: &HostPlatform, conduit: PsciConduit, cpu: usize) {
         (Some("psci"), _) | (None, _) if plat.psci.is_some() => {
             let r = arch::psci_call(
                 conduit,
-                crate::psci::CPU_ON_64 as u64,
+                arch::PSCI_CPU_ON as u64,
                 mpidr,
                 arch::secondary_entry(),
                 cpu as u64,
@@ -456,8 +463,7 @@ pub fn secondary_main(cpu: usize) -> ! {
 static EL2_TABLES: Once<(u64, u64, u64)> = Once::new();
 
 fn enable_mmu(plat: &HostPlatform, conduit: PsciConduit) {
-    let pa_bits = crate::pgtable::geometry::parange_to_bits(arch::parange()).min(48);
-    let geom = match Geometry::stage1_el2(pa_bits.min(48), pa_bits) {
+    let geom = match arch::el2_geometry() {
         Ok(g) => g,
         Err(e) => fatal(conduit, format_args!("EL2 page-table geometry: {e}")),
     };
@@ -579,6 +585,11 @@ fn create_vm(
     let ram = GuestRange::new(GuestPhysAddr::new(GUEST_RAM_BASE), c.mem);
     let aarch32 = c.arch == config::GuestArch::Aarch32;
     let shadow_mode = c.mode == config::MemMode::Shadow;
+    if arch::AARCH32_GUESTS_ONLY && !aarch32 {
+        return Err(String::from(
+            "the ARMv7 host runs AArch32 guests only: add arch=aarch32 (scripts/run --arch armv7 does)",
+        ));
+    }
     if shadow_mode && !aarch32 {
         return Err(String::from(
             "mode=shadow needs arch=aarch32: shadow paging emulates the ARMv7 short-descriptor format (scripts/run --arch32 --mode shadow)",
@@ -635,9 +646,9 @@ fn create_vm(
     let uart = devices::pl011::Pl011::new(Box::new(console));
     let uart_range = GuestRange::new(GuestPhysAddr::new(GUEST_UART_BASE), 0x1000);
     // The interrupt controller the guest sees follows the host's.
-    let version = match GIC.get() {
-        Some(HostGic::V2(_)) => Some(GicVersion::V2),
-        Some(HostGic::V3 { .. }) => Some(GicVersion::V3),
+    let version = match GIC.get().map(|g| g.version()) {
+        Some(2) => Some(GicVersion::V2),
+        Some(_) => Some(GicVersion::V3),
         None => None,
     };
     let (guest_gic, vgic) = match version {
@@ -843,10 +854,16 @@ fn init_host_gic(plat: &HostPlatform) {
                 )
             })
         }
-        (3, _, _, _, Some(gicr)) => HostGic::V3 {
-            gicd: g.gicd.start.raw() as usize,
-            gicr: gicr.start.raw() as usize,
-            gicr_size: gicr.size as usize,
+        (3, _, _, _, Some(gicr)) => match HostGic::v3(
+            g.gicd.start.raw() as usize,
+            gicr.start.raw() as usize,
+            gicr.size as usize,
+        ) {
+            Ok(gic) => gic,
+            Err(e) => {
+                warn!("GICv3: {e}: guests get no interrupt controller");
+                return;
+            }
         },
         _ => {
             warn!("GICv{} without the virtualization extensions (GICH/GICV): guests get no interrupt controller", g.version);

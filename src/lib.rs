@@ -40,9 +40,9 @@ pub mod shadowvm;
 pub mod vgic;
 pub mod vm;
 
-#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+#[cfg(target_os = "none")]
 pub mod arch;
-#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+#[cfg(target_os = "none")]
 pub mod hyp;
-#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+#[cfg(target_os = "none")]
 pub mod logger;

@@ -181,6 +181,17 @@ pub trait VcpuHw {
     fn vcpu_index(&self) -> usize {
         0
     }
+    /// AArch32: true if an injected exception can be entered directly (the banked
+    /// registers and the new CPSR take effect on the return to the guest, as on the
+    /// ARMv7 host); false to go through a [`Landing`] (the AArch64 host under QEMU).
+    fn inject_directly(&self) -> bool {
+        false
+    }
+    /// True if [`set_single_step`](Self::set_single_step) works (ARMv7 has no software
+    /// step; a write it would need stops the VM instead).
+    fn can_single_step(&self) -> bool {
+        true
+    }
 }
 
 /// Power state of one vCPU (PSCI's view).
@@ -1177,7 +1188,11 @@ impl Vm {
             Exception32::Undef => VmCounters::bump(&self.counters.undef_injected),
             _ => VmCounters::bump(&self.counters.aborts_injected),
         }
-        if let Some(slot) = self.vcpus.get(hw.vcpu_index()) {
+        if let Some(slot) = self
+            .vcpus
+            .get(hw.vcpu_index())
+            .filter(|_| !hw.inject_directly())
+        {
             let live_sctlr = hw.read_cp15(Cp15Reg::Sctlr);
             let landing = Landing {
                 inj,
@@ -1562,7 +1577,9 @@ impl Vm {
         // A32 stores are decoded from the instruction, whatever the syndrome says: that
         // also covers the forms without one (writeback, STRD, STM) and store-exclusives,
         // whose status register the syndrome path could not set.
-        if let Some(words) = self.decode_store(regs, ipa, far, syn, io.as_ref()) {
+        if let Some(words) = self.decode_store(regs, ipa, far, io.as_ref()) {
+            // A decoded store is an A32 instruction: 4 bytes, whatever IL said.
+            let syn = &esr::Syndrome { il: true, ..*syn };
             let res = {
                 let mut g = sh.lock();
                 if iss.isv {
@@ -1602,6 +1619,14 @@ impl Vm {
         }
         // Otherwise open the page, let the guest run that one instruction, then diff the
         // page and close it again (`finish_step`).
+        if !hw.can_single_step() {
+            crate::guest_warn!(
+                "{}: write to its translation table {ipa} at pc {:#x} cannot be decoded, and this host cannot single-step it: stopping the VM",
+                self.name,
+                regs.pc
+            );
+            return Some(Action::Stop);
+        }
         let page = ipa.align_down(4096);
         let mut before = alloc::vec![0u8; 4096];
         if !io.read(page, &mut before) {
@@ -1645,10 +1670,11 @@ impl Vm {
         regs: &mut GuestRegs,
         ipa: GuestPhysAddr,
         far: u64,
-        syn: &esr::Syndrome,
         io: &dyn GuestRamIo,
     ) -> Option<Vec<(GuestPhysAddr, u32)>> {
-        if !syn.il || regs.pstate & (1 << 5) != 0 {
+        // CPSR.T, not the syndrome's IL, tells A32 from T32: IL is not reported for a
+        // Data Abort without a valid ISS on every implementation (QEMU's AArch32 EL2).
+        if regs.pstate & (1 << 5) != 0 {
             return None; // T32
         }
         let view = RamView(io);
@@ -1762,9 +1788,9 @@ impl Vm {
 /// Wakes physical CPU `cpu`, which may be waiting for its vCPU to be turned on.
 /// (On the target: a kick interrupt; in host tests, nothing.)
 pub fn wake_cpu(cpu: usize) {
-    #[cfg(all(target_os = "none", target_arch = "aarch64"))]
+    #[cfg(target_os = "none")]
     crate::hyp::wake_cpu(cpu);
-    #[cfg(not(all(target_os = "none", target_arch = "aarch64")))]
+    #[cfg(not(target_os = "none"))]
     let _ = cpu;
 }
 

@@ -69,6 +69,24 @@ pub enum HostGic {
 }
 
 impl HostGic {
+    /// A GICv3 host GIC with its distributor and redistributor region. Never fails on
+    /// this host (the ARMv7 host refuses GICv3 here).
+    pub fn v3(gicd: usize, gicr: usize, gicr_size: usize) -> Result<Self, &'static str> {
+        Ok(HostGic::V3 {
+            gicd,
+            gicr,
+            gicr_size,
+        })
+    }
+
+    /// The architecture version: 2 or 3.
+    pub fn version(&self) -> u8 {
+        match self {
+            HostGic::V2(_) => 2,
+            HostGic::V3 { .. } => 3,
+        }
+    }
+
     /// Distributor setup, once, on the primary CPU: SPIs disabled, group 1.
     pub fn init_distributor(&self) {
         match self {

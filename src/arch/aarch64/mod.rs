@@ -16,6 +16,34 @@ use core::sync::atomic::{AtomicU8, Ordering};
 pub use mem::{FrameMm, HwTlb};
 pub use switch::{current_vcpu, install_vectors, run_vcpu, ExitKind, VcpuContext};
 
+/// False: this host runs AArch64 and AArch32 guests.
+pub const AARCH32_GUESTS_ONLY: bool = false;
+
+/// PSCI CPU_ON through the SMC64 calling convention.
+pub const PSCI_CPU_ON: u32 = crate::psci::CPU_ON_64;
+
+/// How the entry level is named in log lines.
+pub fn entry_name(el: u64) -> &'static str {
+    match el {
+        3 => "EL3",
+        2 => "EL2",
+        1 => "EL1",
+        _ => "EL0",
+    }
+}
+
+/// The geometry of the hypervisor's own EL2 stage-1 tables: a VA as wide as the PA
+/// range (at most 48 bits), identity-mapped.
+pub fn el2_geometry() -> Result<crate::pgtable::Geometry, crate::pgtable::PageTableError> {
+    let pa_bits = crate::pgtable::geometry::parange_to_bits(parange()).min(48);
+    crate::pgtable::Geometry::stage1_el2(pa_bits, pa_bits)
+}
+
+/// The stage-2 geometry for this CPU's PA range (ID_AA64MMFR0_EL1.PARange).
+pub fn stage2_geometry() -> crate::pgtable::Geometry {
+    crate::pgtable::Geometry::stage2_from_parange(parange())
+}
+
 /// Rust entry of the primary CPU: `dtb` is x0 at entry, `el` the entry exception level.
 #[no_mangle]
 pub extern "C" fn rust_primary_entry(dtb: u64, el: u64) -> ! {
@@ -268,6 +296,8 @@ impl VcpuHw for LiveEl1 {
         let lo = |v: u64| v & 0xffff_ffff;
         match reg {
             Cp15Reg::Sctlr => lo(read_sysreg!("sctlr_el1")),
+            Cp15Reg::Actlr => lo(read_sysreg!("actlr_el1")),
+            Cp15Reg::Cpacr => lo(read_sysreg!("cpacr_el1")),
             Cp15Reg::Ttbr0 => read_sysreg!("ttbr0_el1"),
             Cp15Reg::Ttbr1 => read_sysreg!("ttbr1_el1"),
             Cp15Reg::Ttbcr => lo(read_sysreg!("tcr_el1")),
@@ -291,6 +321,9 @@ impl VcpuHw for LiveEl1 {
         let hi = |old: u64| (old & 0xffff_ffff) | (v << 32);
         match reg {
             Cp15Reg::Sctlr => write_sysreg!("sctlr_el1", v & 0xffff_ffff),
+            // IMPLEMENTATION DEFINED: the guest's writes are ignored.
+            Cp15Reg::Actlr => {}
+            Cp15Reg::Cpacr => write_sysreg!("cpacr_el1", v & 0xffff_ffff),
             Cp15Reg::Ttbr0 => write_sysreg!("ttbr0_el1", v),
             Cp15Reg::Ttbr1 => write_sysreg!("ttbr1_el1", v),
             Cp15Reg::Ttbcr => write_sysreg!("tcr_el1", lo(read_sysreg!("tcr_el1"))),

@@ -1,0 +1,119 @@
+//! Target implementations of the page-table memory and TLB-maintenance traits for the
+//! ARMv7 host (LPAE long descriptors, B3.6; TLB maintenance, B4.2.3 and B4.1.139).
+//!
+//! RAM is identity-mapped in HYP mode, so a table frame's host physical address is also
+//! its hypervisor virtual address. Descriptors are 64 bits wide and are read and
+//! written with LDRD/STRD, which are single-copy atomic on an LPAE implementation for
+//! doubleword-aligned addresses (A3.5.3), so the walker never sees half an entry.
+
+use crate::addr::{GuestPhysAddr, HostPhysAddr, HostRange, VirtAddr};
+use crate::mm::{FrameAllocator, PAGE_SIZE};
+use crate::pgtable::{PageTableMm, TlbMaintenance};
+use spin::Mutex;
+
+/// The global page-frame allocator.
+pub static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
+
+/// Table memory from [`FRAMES`], accessed through the identity map.
+#[derive(Clone, Copy, Default)]
+pub struct FrameMm;
+
+impl PageTableMm for FrameMm {
+    fn alloc_zeroed(&mut self, frames: usize) -> Option<HostPhysAddr> {
+        let size = frames as u64 * PAGE_SIZE;
+        let pa = FRAMES.lock().alloc(size, size).ok()?;
+        // SAFETY: the allocator handed out `size` bytes of RAM at `pa` exclusively to
+        // us, and RAM is identity-mapped and writable in HYP mode.
+        unsafe { core::ptr::write_bytes(pa.raw() as usize as *mut u8, 0, size as usize) };
+        Some(pa)
+    }
+
+    fn free(&mut self, pa: HostPhysAddr, frames: usize) {
+        if let Err(e) = FRAMES.lock().free(pa, frames as u64 * PAGE_SIZE) {
+            log::error!("freeing table frames at {pa}: {e}");
+        }
+    }
+
+    fn read_entry(&self, table: HostPhysAddr, index: usize) -> u64 {
+        let p = (table.raw() as usize + 8 * index) as *const u64;
+        let (lo, hi): (u32, u32);
+        // SAFETY: `table` is a frame this allocator handed out for a table and `index`
+        // is within it (the trait's contract); the address is 8-byte aligned.
+        unsafe {
+            core::arch::asm!("ldrd r2, r3, [{p}]", p = in(reg) p, out("r2") lo, out("r3") hi,
+                options(nostack, readonly, preserves_flags))
+        };
+        (hi as u64) << 32 | lo as u64
+    }
+
+    fn write_entry(&mut self, table: HostPhysAddr, index: usize, value: u64) {
+        let p = (table.raw() as usize + 8 * index) as *mut u64;
+        // SAFETY: as in `read_entry`; one STRD stores the whole descriptor.
+        unsafe {
+            core::arch::asm!("strd r2, r3, [{p}]", p = in(reg) p, in("r2") value as u32,
+                in("r3") (value >> 32) as u32, options(nostack, preserves_flags))
+        };
+    }
+}
+
+/// Adds free RAM to the frame allocator.
+pub fn add_ram(r: HostRange) {
+    if let Err(e) = FRAMES.lock().add(r) {
+        log::warn!("cannot track RAM {r:?}: {e}");
+    }
+}
+
+/// Real TLB maintenance with the inner-shareable broadcast forms.
+#[derive(Clone, Copy, Default)]
+pub struct HwTlb;
+
+/// Runs `f` with VMID `vmid` in VTTBR, the VMID the PL1&0 operations act on.
+fn with_vmid(vmid: u8, f: impl FnOnce()) {
+    let old = super::sysreg::vttbr();
+    let want = (old & !(0xffu64 << 48)) | ((vmid as u64) << 48);
+    if old != want {
+        super::sysreg::set_vttbr(want);
+        super::sysreg::isb();
+    }
+    f();
+    if old != want {
+        super::sysreg::set_vttbr(old);
+        super::sysreg::isb();
+    }
+}
+
+impl TlbMaintenance for HwTlb {
+    fn dsb_ishst(&mut self) {
+        super::sysreg::dsb_ishst();
+    }
+    fn dsb_ish(&mut self) {
+        super::sysreg::dsb_ish();
+    }
+    fn isb(&mut self) {
+        super::sysreg::isb();
+    }
+    fn tlbi_ipas2e1is(&mut self, _vmid: u8, _ipa: GuestPhysAddr, _level: u8) {
+        // ARMv7 has no invalidation by IPA (TLBIIPAS2IS is ARMv8): TLBIALLNSNHIS drops
+        // every Non-secure PL1&0 entry, stage 1 and 2, of every VMID. Invalidating more
+        // is always correct; it costs the other VMs their TLB contents.
+        crate::mcr!("p15, 4, {0}, c8, c3, 4", 0);
+    }
+    fn tlbi_vmalle1is(&mut self, vmid: u8) {
+        // TLBIALLIS executed in HYP mode: the Non-secure PL1&0 entries of the VMID in
+        // VTTBR.
+        with_vmid(vmid, || crate::mcr!("p15, 0, {0}, c8, c3, 0", 0));
+    }
+    fn tlbi_vmalls12e1is(&mut self, _vmid: u8) {
+        // TLBIALLNSNHIS: every Non-secure non-Hyp entry, stage 1 and 2, of every VMID.
+        // ARMv7 has no per-VMID combined form; invalidating more is always correct.
+        crate::mcr!("p15, 4, {0}, c8, c3, 4", 0);
+    }
+    fn tlbi_vae2is(&mut self, va: VirtAddr) {
+        // TLBIMVAHIS: the HYP-mode entry of one MVA.
+        crate::mcr!("p15, 4, {0}, c8, c3, 1", (va.raw() as u32) & !0xfff);
+    }
+    fn tlbi_alle2(&mut self) {
+        // TLBIALLHIS.
+        crate::mcr!("p15, 4, {0}, c8, c3, 0", 0);
+    }
+}
