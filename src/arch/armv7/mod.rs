@@ -471,8 +471,9 @@ pub fn boot_regs(regs: &mut GuestRegs, entry: u64, x0: u64) {
 pub enum PowerOff {
     /// PSCI SYSTEM_OFF through the given conduit (the default).
     Psci = 0,
-    /// No PSCI firmware: semihosting SYS_EXIT on the AArch64 host; treated as
-    /// [`PowerOff::Halt`] on this host (no board without PSCI runs it).
+    /// No PSCI firmware: the semihosting SYS_EXIT call (`svc #0x123456` in A32). Only
+    /// valid when a debugger or QEMU's `-semihosting` handles it; otherwise the SVC is
+    /// taken in HYP mode and reported as a hypervisor fault.
     Semihosting = 1,
     /// No PSCI firmware and no semihosting: halt this CPU (the last log line says why).
     Halt = 2,
@@ -488,8 +489,20 @@ pub fn set_power_off(how: PowerOff) {
 /// Powers the machine off the way [`set_power_off`] chose (PSCI SYSTEM_OFF by
 /// default), then halts if that returned.
 pub fn power_off(conduit: PsciConduit) -> ! {
-    if POWER_OFF.load(Ordering::Relaxed) == PowerOff::Psci as u8 {
-        psci_call(conduit, crate::psci::SYSTEM_OFF as u64, 0, 0, 0);
+    match POWER_OFF.load(Ordering::Relaxed) {
+        0 => {
+            psci_call(conduit, crate::psci::SYSTEM_OFF as u64, 0, 0, 0);
+        }
+        1 => {
+            // SYS_EXIT (0x18) with reason ADP_Stopped_ApplicationExit (0x20026) in r1.
+            // SAFETY: set_power_off(Semihosting) is chosen only when a semihosting host
+            // handles the call, which ends the run.
+            unsafe {
+                core::arch::asm!("svc #0x123456", inout("r0") 0x18u32 => _,
+                    in("r1") 0x2_0026u32, options(nostack, nomem))
+            };
+        }
+        _ => {}
     }
     loop {
         wait_for_interrupt();
