@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time a guest's boot to its userspace marker, for scripts/bench.
 
-usage: bootbench.py RUNS LABEL=COMMAND [LABEL=COMMAND ...]
+usage: bootbench.py RUNS [--compare=LABEL_A,LABEL_B ...] LABEL=COMMAND [LABEL=COMMAND ...]
 
 Each COMMAND (a shell command line) boots the same Linux kernel and initramfs with
 `hvtest.mode=marker` (or `bench`), whose /init prints `HV-LINUX-USERSPACE-OK`, then
@@ -12,7 +12,8 @@ median wall time from start to the marker, the ratio to the first label, the med
 workload time if there is one, and, for a run under the hypervisor, its exits per
 second of guest time by reason (from the counters line the hypervisor prints when the
 guest stops; guest time is the kernel's timestamp of its power-down line when there is
-one) and, for a shadow-mode run, the shadow figures it prints.
+one) and, for a shadow-mode run, the shadow figures it prints. Each --compare adds a
+line with LABEL_B's boot and workload medians as ratios to LABEL_A's.
 """
 import re
 import statistics
@@ -73,8 +74,11 @@ def main(argv):
         print(__doc__.strip())
         return 0 if len(argv) > 1 and argv[1] in ("-h", "--help") else 2
     runs = int(argv[1])
-    labels, cmds = [], []
+    labels, cmds, compare = [], [], []
     for a in argv[2:]:
+        if a.startswith("--compare="):
+            compare.append(tuple(a[len("--compare="):].split(",", 1)))
+            continue
         label, _, cmd = a.partition("=")
         labels.append(label)
         cmds.append(cmd)
@@ -112,6 +116,14 @@ def main(argv):
         if has_work:
             wm = statistics.median(work[label])
             line += f"{wm:>13.0f}{wm / wbase:>8.2f}"
+        print(line)
+    for a, b in compare:
+        if a not in times or b not in times:
+            print(f"bootbench: --compare names an unknown label: {a!r}, {b!r}", file=sys.stderr)
+            return 2
+        line = f"{b} / {a}: boot {statistics.median(times[b]) / statistics.median(times[a]):.2f}"
+        if work[a] and work[b]:
+            line += f", workload {statistics.median(work[b]) / statistics.median(work[a]):.2f}"
         print(line)
     for label, es in rates.items():
         secs, exits, by = es[-1]

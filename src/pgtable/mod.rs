@@ -216,9 +216,10 @@ pub trait PageTableMm {
 /// current one differs).
 ///
 /// ARMv7 (LPAE + virtualization extensions) has no invalidation by IPA: there
-/// `tlbi_ipas2e1is`, `tlbi_vmalle1is` and `tlbi_vmalls12e1is` all become `TLBIALLIS`
-/// with the VMID in VTTBR, `tlbi_vae2is` is `TLBIMVAHIS`, `tlbi_alle2` is
-/// `TLBIALLHIS`, and the barriers are `dsb ishst` / `dsb ish` / `isb`.
+/// `tlbi_ipas2e1is` and `tlbi_vmalls12e1is` become `TLBIALLNSNHIS` (every VMID),
+/// `tlbi_vmalle1is` is `TLBIALLIS` with the VMID in VTTBR, `tlbi_vae2is` is
+/// `TLBIMVAHIS`, `tlbi_alle2` is `TLBIALLHIS`, and the barriers are `dsb ishst` /
+/// `dsb ish` / `isb` (`src/arch/armv7/mem.rs`).
 pub trait TlbMaintenance {
     /// `dsb ishst`: earlier table stores are visible to all walkers in the domain.
     fn dsb_ishst(&mut self);

@@ -11,7 +11,8 @@
 //!   NSACR (B4.1.111), puts every interrupt of the board's GIC into Group 1 (GICD_IGROUPRn
 //!   and the banked GICD_IGROUPR0, IHI 0048B §4.3.4) with both groups enabled, so that
 //!   the Non-secure hypervisor can use them, and returns into HYP mode.
-//! - Non-secure SVC without the virtualization extensions: Rust reports that and stops.
+//! - Non-secure SVC (found so by the read of SCR being UNDEFINED), or a CPU without the
+//!   Security or Virtualization Extensions: Rust reports that and stops.
 //!
 //! Rust gets `(dtb, mode)`; `mode` is the CPSR.M the image was entered in.
 
@@ -38,6 +39,7 @@ global_asm!(
     .arm
     .global _start
 _start:
+    cpsid   aif                     @ the hypervisor runs with every exception masked
     mov     r10, r2                 @ DTB from a bootloader (0 or garbage under QEMU ELF boot)
     mrs     r11, cpsr
     and     r11, r11, #0x1f
@@ -46,7 +48,7 @@ _start:
     cmp     r11, #0x16
     beq     .Lsecure
     cmp     r11, #0x13
-    bne     .Lno_hyp
+    bne     .Lcommon
     // SVC: Secure only if the Security Extensions exist (ID_PFR1.Security, B4.1.94) and
     // the Virtualization Extensions too (ID_PFR1.Virtualization); QEMU then starts in
     // the Secure state.
@@ -55,7 +57,16 @@ _start:
     ubfx    r2, r0, #12, #4
     cmp     r1, #0
     cmpne   r2, #0
-    beq     .Lno_hyp
+    beq     .Lcommon
+    // Secure or Non-secure? Reading SCR is UNDEFINED in the Non-secure state: catch
+    // that through a VBAR table (low vectors) whose Undefined entry goes on as PL1.
+    mrc     p15, 0, r0, c1, c0, 0
+    bic     r0, r0, #0x2000         @ SCTLR.V = 0
+    mcr     p15, 0, r0, c1, c0, 0
+    ldr     r0, =.Lprobe_vectors
+    mcr     p15, 0, r0, c12, c0, 0  @ VBAR
+    isb
+    mrc     p15, 0, r0, c1, c1, 0   @ SCR
     cps     #0x16
 .Lsecure:
     // Monitor mode, Secure. Every interrupt into Group 1 while Secure accesses can.
@@ -90,12 +101,13 @@ _start:
 .Lfrom_secure:
     mov     r11, #0x16              @ tell Rust the image came from the Secure state
 .Lin_hyp:
-    // HSCTLR: RES1 bits only (B4.1.67): MMU, caches and alignment checks off, A32
+    // HSCTLR: should-be-one bits only (B4.1.67): MMU, caches and alignment checks off, A32
     // exception entry, little-endian.
-    ldr     r0, =0x30c50830
+    ldr     r0, ={hsctlr}
     mcr     p15, 4, r0, c1, c0, 0
     isb
-.Lno_hyp:
+.Lcommon:
+    // Any mode from here on (HYP, or a PL1 mode Rust will refuse with a message).
     ldr     r0, ={stacks}
     ldr     r1, ={stack_size}
     add     sp, r0, r1
@@ -115,10 +127,17 @@ _start:
 
     // Secondary CPUs enter here through PSCI CPU_ON with r0 = their CPU index, in HYP
     // mode (QEMU starts them in the caller's mode).
+    .balign 32
+.Lprobe_vectors:
+    .rept 8
+    b       .Lcommon                @ any exception here: not the Secure state
+    .endr
+
     .global _secondary_start
 _secondary_start:
+    cpsid   aif
     mov     r10, r0
-    ldr     r0, =0x30c50830
+    ldr     r0, ={hsctlr}
     mcr     p15, 4, r0, c1, c0, 0
     isb
     ldr     r1, ={stacks}
@@ -135,6 +154,7 @@ _secondary_start:
     stacks = sym HV_STACKS,
     stack_size = const STACK_SIZE,
     gicd = const super::BOOT_GICD,
+    hsctlr = const super::HSCTLR_SBO,
     gicc = const super::BOOT_GICC,
     primary = sym super::rust_primary_entry,
     secondary = sym super::rust_secondary_entry,

@@ -37,6 +37,9 @@ pub const AARCH32_GUESTS_ONLY: bool = true;
 /// NOT_SUPPORTED).
 pub const PSCI_CPU_ON: u32 = crate::psci::CPU_ON_32;
 
+/// HSCTLR's should-be-one bits (B4.1.67: 3-6, 11, 16, 18, 22, 23, 28, 29).
+pub(crate) const HSCTLR_SBO: u32 = 0x30c5_0878;
+
 const MODE_HYP: u32 = 0x1a;
 const MODE_MON: u32 = 0x16;
 
@@ -88,7 +91,8 @@ pub(crate) unsafe extern "C" fn rust_hyp_fault(frame: *const u32, kind: u32) -> 
     };
     // SAFETY: the vector code pushed 14 registers at `frame` on this CPU's stack.
     let lr = unsafe { frame.add(13).read() };
-    // The vector offset: kind 0..=4 are the entries 0x00..0x10.
+    // The vector offset: kind 0..=4 are the entries 0x00..0x10, 5 a Hyp Trap (0x14)
+    // taken from HYP mode itself.
     let vector = kind * 4;
     panic!(
         "exception in HYP mode (vector {vector:#x}): HSR={hsr:#x} ELR_hyp={elr:#x} HDFAR={hdfar:#x} HIFAR={hifar:#x} LR={lr:#x}"
@@ -134,7 +138,8 @@ pub enum PsciConduit {
 }
 
 /// Calls the host firmware's PSCI through the given conduit (SMC32 convention: r0..r3
-/// in, r0 out; r4..r7 may be clobbered by SMCCC v1.0 firmware).
+/// in, r0 out; SMCCC preserves r4..r7, and r4, r5, r8 and r12 are declared clobbered
+/// only as a margin for older firmware).
 pub fn psci_call(conduit: PsciConduit, func: u64, a1: u64, a2: u64, a3: u64) -> i64 {
     let r: u32;
     // SAFETY: an SMC/HVC to PSCI firmware; every register it may clobber is declared.
@@ -208,9 +213,9 @@ pub fn hcr_for_guest(rw_aarch64: bool, shadow: bool) -> u64 {
     h
 }
 
-/// HSTR.T1, T2, T3 (B4.1.74): every access to CP15 c1 (SCTLR, ACTLR, CPACR), c2
-/// (TTBR0/1, TTBCR) and c3 (DACR) traps, reads included.
-const HSTR_SHADOW: u32 = (1 << 1) | (1 << 2) | (1 << 3);
+/// HSTR.T1, T2, T3, T10 (B4.1.74): every access to CP15 c1 (SCTLR, ACTLR, CPACR), c2
+/// (TTBR0/1, TTBCR), c3 (DACR) and c10 (PRRR, NMRR, AMAIR0/1) traps, reads included.
+const HSTR_SHADOW: u32 = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 10);
 
 /// Prepares this CPU to run a vCPU of a VM with the given stage-2 settings.
 pub fn setup_guest_cpu(vtcr: u64, vttbr: u64, hcr: u64, vmpidr: u64) {
@@ -240,9 +245,10 @@ pub fn setup_guest_cpu(vtcr: u64, vttbr: u64, hcr: u64, vmpidr: u64) {
     mcr!("p15, 4, {0}, c0, c0, 5", vmpidr as u32 | (1 << 31));
     mcr!("p15, 4, {0}, c0, c0, 0", mrc!("p15, 0, {0}, c0, c0, 0"));
     sysreg::isb();
-    // Flush this VM's stale stage-1+2 TLB entries (every Non-secure PL1&0 entry).
-    mcr!("p15, 4, {0}, c8, c3, 4", 0);
-    sysreg::dsb_ish();
+    // Flush stale stage-1+2 TLB entries on this CPU (TLBIALLNSNH: every Non-secure
+    // PL1&0 entry; ARMv7 has no per-VMID form).
+    mcr!("p15, 4, {0}, c8, c7, 4", 0);
+    sysreg::dsb_sy();
     sysreg::isb();
 }
 
@@ -254,7 +260,7 @@ pub fn reset_el1() {
 
 /// Puts the PL1 CP15 state of an AArch32 vCPU into its reset state: SCTLR with the MMU,
 /// caches and alignment checks off (the Cortex-A15 reset value), translation registers,
-/// DACR, fault registers, the banked SPSRs and the virtual timer zero.
+/// DACR, PRRR/NMRR, fault registers, FPEXC, the banked SPSRs and the virtual timer zero.
 pub fn reset_el1_aarch32() {
     mcr!("p15, 0, {0}, c1, c0, 0", 0x00c5_0078);
     mcr!("p15, 0, {0}, c12, c0, 0", 0); // VBAR
@@ -262,6 +268,8 @@ pub fn reset_el1_aarch32() {
     mcrr!("p15, 0, {0}, {1}, c2", 0); // TTBR0
     mcrr!("p15, 1, {0}, {1}, c2", 0); // TTBR1
     mcr!("p15, 0, {0}, c3, c0, 0", 0); // DACR
+    mcr!("p15, 0, {0}, c10, c2, 0", 0); // PRRR
+    mcr!("p15, 0, {0}, c10, c2, 1", 0); // NMRR
     mcr!("p15, 0, {0}, c5, c0, 0", 0); // DFSR
     mcr!("p15, 0, {0}, c5, c0, 1", 0); // IFSR
     mcr!("p15, 0, {0}, c6, c0, 0", 0); // DFAR
@@ -274,10 +282,12 @@ pub fn reset_el1_aarch32() {
     for bank in [SpsrBank::Abt, SpsrBank::Und] {
         LiveEl1.set_spsr32(bank, 0);
     }
-    // SAFETY: writing the guest's banked SPSRs touches no Rust-visible memory.
+    // SAFETY: writing the guest's banked SPSRs and FPEXC touches no Rust-visible
+    // memory (HCPTR leaves CP10/CP11 untrapped, so FPEXC is accessible in HYP mode).
     unsafe {
-        core::arch::asm!(".arch_extension virt", "msr spsr_svc, {0}", "msr spsr_irq, {0}",
-            "msr spsr_fiq, {0}", in(reg) 0u32, options(nomem, nostack))
+        core::arch::asm!(".arch_extension virt", ".fpu vfpv3-d16", "msr spsr_svc, {0}",
+            "msr spsr_irq, {0}", "msr spsr_fiq, {0}", "vmsr fpexc, {0}", in(reg) 0u32,
+            options(nomem, nostack))
     };
     sysreg::isb();
 }
@@ -494,6 +504,9 @@ pub fn power_off(conduit: PsciConduit) -> ! {
             psci_call(conduit, crate::psci::SYSTEM_OFF as u64, 0, 0, 0);
         }
         1 => {
+            // If nothing handles the call, the SVC is a HYP-mode fault whose panic comes
+            // back here: halt then.
+            set_power_off(PowerOff::Halt);
             // SYS_EXIT (0x18) with reason ADP_Stopped_ApplicationExit (0x20026) in r1.
             // SAFETY: set_power_off(Semihosting) is chosen only when a semihosting host
             // handles the call, which ends the run.

@@ -4,10 +4,12 @@
 //! SP_hyp in the vCPU context, loads the guest's registers, including every banked
 //! SP/LR and the FIQ r8..r12 (MSR banked register, ARM ARM B9.3.10), and ERETs. The
 //! guest's traps enter the HVBAR table (B1.8.1): Hyp Trap (0x14), IRQ (0x18) and FIQ
-//! (0x1c) come only from the guest, since the hypervisor runs with A, I and F masked;
-//! the Data Abort entry (0x10) is the guest's asynchronous abort when SPSR_hyp names a
-//! guest mode and a hypervisor bug otherwise, as are Undefined, HVC and Prefetch Abort
-//! taken in HYP mode. A guest exit stores the registers back into the context (found
+//! (0x1c) come only from the guest, since the hypervisor runs with A, I and F masked
+//! (a Hyp Trap whose SPSR_hyp names HYP mode is a hypervisor bug, e.g. an SVC there).
+//! A guest's asynchronous abort also arrives as a Hyp Trap, with HSR.EC = 0x24 and
+//! DFSC = 0x11; `run_vcpu` reports it as [`ExitKind::SError`]. Undefined, SVC/HVC,
+//! Prefetch and Data Abort taken in HYP mode (0x04..0x10) are hypervisor bugs. A guest
+//! exit stores the registers back into the context (found
 //! through HTPIDR) in the layout of [`GuestRegs`]: each AArch32 register in the slot of
 //! its AArch64 view (r13_svc in x19, lr_abt in x20, ... ARM ARM D1.20.1), the high word
 //! of every slot zero. The guest's banked SPSRs and CP15 registers stay live in the
@@ -26,7 +28,8 @@ pub enum ExitKind {
     Irq = 1,
     /// A physical FIQ arrived while the guest ran.
     Fiq = 2,
-    /// An asynchronous abort of the guest (HCR.AMO).
+    /// An asynchronous abort of the guest (HCR.AMO): a Hyp Trap with HSR.EC = 0x24 and
+    /// DFSC = 0x11.
     SError = 3,
 }
 
@@ -75,23 +78,23 @@ global_asm!(
 hv_vectors:
     b       .Lhyp_fault_0           @ 0x00: not used
     b       .Lhyp_fault_1           @ 0x04: Undefined Instruction in HYP mode
-    b       .Lhyp_fault_2           @ 0x08: HVC in HYP mode
+    b       .Lhyp_fault_2           @ 0x08: SVC or HVC in HYP mode
     b       .Lhyp_fault_3           @ 0x0c: Prefetch Abort in HYP mode
-    b       .Ldata_abort            @ 0x10: Data Abort in HYP mode, or a guest's async abort
-    b       .Lguest_exit_0          @ 0x14: Hyp Trap
+    b       .Lhyp_fault_4           @ 0x10: Data Abort in HYP mode
+    b       .Lhyp_trap              @ 0x14: Hyp Trap
     b       .Lguest_exit_1          @ 0x18: IRQ
     b       .Lguest_exit_2          @ 0x1c: FIQ
 
-.Ldata_abort:
+.Lhyp_trap:
     push    {{r0, r1}}
     mrs     r0, spsr
     and     r0, r0, #0x1f
     cmp     r0, #0x1a
     pop     {{r0, r1}}
-    beq     .Lhyp_fault_4
-    b       .Lguest_exit_3
+    beq     .Lhyp_fault_5
+    b       .Lguest_exit_0
 
-    .irp kind, 0, 1, 2, 3
+    .irp kind, 0, 1, 2
 .Lguest_exit_\kind:
     push    {{r0, r1}}
     mov     r1, #\kind
@@ -225,7 +228,7 @@ hv_run_vcpu:
 
     // An exception taken in HYP mode itself: a hypervisor bug. Save r0..r12 and LR,
     // report, stop.
-    .irp kind, 0, 1, 2, 3, 4
+    .irp kind, 0, 1, 2, 3, 4, 5
 .Lhyp_fault_\kind:
     push    {{r0-r12, lr}}
     mov     r1, #\kind
@@ -233,6 +236,7 @@ hv_run_vcpu:
     .endr
 .Lhyp_fault:
     mov     r0, sp
+    bic     sp, sp, #7              @ the AAPCS wants SP 8-byte aligned at a call
     bl      {hyp_fault}
 2:  wfe
     b       2b
@@ -256,10 +260,16 @@ pub fn run_vcpu(ctx: &mut VcpuContext) -> ExitKind {
     // guest, and touches only the guest's banked registers otherwise.
     let k = unsafe { hv_run_vcpu(ctx) };
     match k {
-        0 => ExitKind::Sync,
+        0 => {
+            let hsr = crate::mrc!("p15, 4, {0}, c5, c2, 0");
+            if hsr >> 26 == 0x24 && hsr & 0x3f == 0x11 {
+                ExitKind::SError
+            } else {
+                ExitKind::Sync
+            }
+        }
         1 => ExitKind::Irq,
-        2 => ExitKind::Fiq,
-        _ => ExitKind::SError,
+        _ => ExitKind::Fiq,
     }
 }
 
