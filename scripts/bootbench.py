@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time a guest's boot to its userspace marker, for scripts/bench.
 
-usage: bootbench.py RUNS [--compare=LABEL_A,LABEL_B ...] LABEL=COMMAND [LABEL=COMMAND ...]
+usage: bootbench.py RUNS [--compare=LABEL_A|LABEL_B ...] LABEL=COMMAND [LABEL=COMMAND ...]
 
 Each COMMAND (a shell command line) boots the same Linux kernel and initramfs with
 `hvtest.mode=marker` (or `bench`), whose /init prints `HV-LINUX-USERSPACE-OK`, then
@@ -77,7 +77,7 @@ def main(argv):
     labels, cmds, compare = [], [], []
     for a in argv[2:]:
         if a.startswith("--compare="):
-            compare.append(tuple(a[len("--compare="):].split(",", 1)))
+            compare.append(tuple(a[len("--compare="):].split("|", 1)))
             continue
         label, _, cmd = a.partition("=")
         labels.append(label)
