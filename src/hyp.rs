@@ -267,10 +267,10 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
         .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
         .or_else(|| plat.initrd.map(|r| r.start.raw()));
     for r in &plat.memory {
-        arch::mem::add_ram(*r);
+        arch::add_ram(*r);
     }
     {
-        let mut f = arch::mem::FRAMES.lock();
+        let mut f = arch::FRAMES.lock();
         let _ = f.reserve(HostRange::new(
             HostPhysAddr::new(img_start),
             img_end - img_start,
@@ -300,7 +300,7 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
                 unsafe { core::slice::from_raw_parts(a as *const u8, crate::bundle::HEADER_SIZE) };
             match crate::bundle::total_size(hdr) {
                 Ok(size) => {
-                    let _ = arch::mem::FRAMES
+                    let _ = arch::FRAMES
                         .lock()
                         .reserve(HostRange::new(HostPhysAddr::new(a), size as u64));
                     // SAFETY: the bundle was loaded there by QEMU or the firmware and is
@@ -317,7 +317,7 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
         }
     };
     // The real heap.
-    match arch::mem::FRAMES.lock().alloc(HEAP_SIZE, 1 << 21) {
+    match arch::FRAMES.lock().alloc(HEAP_SIZE, 1 << 21) {
         Ok(h) => {
             // SAFETY: the allocator gave us this range exclusively; RAM is identity-mapped.
             unsafe {
@@ -331,7 +331,7 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     enable_mmu(&plat, conduit);
     info!(
         "EL2 MMU on; {} MiB free for guests",
-        arch::mem::FRAMES.lock().free_bytes() >> 20
+        arch::FRAMES.lock().free_bytes() >> 20
     );
     for (i, c) in plat.cpus.iter().enumerate().take(arch::MAX_CPUS) {
         CPU_MPIDR[i].store(c.mpidr, Ordering::Relaxed);
@@ -622,7 +622,7 @@ fn create_vm(
     }
     // Below the board's DMA limit if it fits there, so that memory a guest hands to a
     // DMA-limited device is reachable; else anywhere, with a warning.
-    let (hpa, below) = arch::mem::FRAMES
+    let (hpa, below) = arch::FRAMES
         .lock()
         .alloc_best_aligned_preferring_below(c.mem, &[1 << 30, 2 << 20], dma_limit)
         .map_err(|e| format!("guest RAM of {} MiB: {e}", c.mem >> 20))?;
@@ -1278,15 +1278,15 @@ fn cpu_loop(cpu: usize) -> ! {
         lrs.idle_generation = None;
         let mut action = Action::Resume;
         if aarch64 {
-            arch::boot_regs(&mut ctx.guest, entry, x0);
+            crate::vm::boot_regs(&mut ctx.guest, entry, x0);
         } else if vm.vcpus[vcpu].is_boot() {
             // The 32-bit ARM Linux boot protocol: r0 = 0, r1 = ~0 (no machine type:
             // use the DTB), r2 = DTB.
-            arch::boot_regs32(&mut ctx.guest, entry, [0, u32::MAX, x0 as u32]);
+            crate::vm::boot_regs32(&mut ctx.guest, entry, [0, u32::MAX, x0 as u32]);
             action = vm.shadow_start(&mut arch::LiveEl1);
         } else {
             // PSCI CPU_ON: r0 = context ID.
-            arch::boot_regs32(&mut ctx.guest, entry, [x0 as u32, 0, 0]);
+            crate::vm::boot_regs32(&mut ctx.guest, entry, [x0 as u32, 0, 0]);
         }
         vm.vcpus[vcpu].set_running(true);
         if action == Action::Resume {

@@ -1785,6 +1785,25 @@ impl Vm {
     }
 }
 
+/// Starts an AArch32 vCPU context at `entry` (bit 0 set: Thumb) in SVC mode with
+/// IRQ, FIQ and asynchronous aborts masked and r0..r2 as given.
+pub fn boot_regs32(regs: &mut GuestRegs, entry: u64, r: [u32; 3]) {
+    *regs = GuestRegs::zeroed();
+    for (i, v) in r.iter().enumerate() {
+        regs.x[i] = *v as u64;
+    }
+    regs.pc = entry & 0xffff_fffe;
+    regs.pstate = PSTATE_SVC_MASKED | if entry & 1 == 1 { 1 << 5 } else { 0 };
+}
+
+/// Starts an AArch64 vCPU context at `entry` with x0 = `x0`, EL1h, interrupts masked.
+pub fn boot_regs(regs: &mut GuestRegs, entry: u64, x0: u64) {
+    *regs = GuestRegs::zeroed();
+    regs.x[0] = x0;
+    regs.pc = entry;
+    regs.pstate = PSTATE_EL1H_MASKED;
+}
+
 /// Wakes physical CPU `cpu`, which may be waiting for its vCPU to be turned on.
 /// (On the target: a kick interrupt; in host tests, nothing.)
 pub fn wake_cpu(cpu: usize) {

@@ -6,6 +6,7 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+pub mod common;
 #[cfg(target_arch = "aarch64")]
 pub use aarch64::*;
 #[cfg(target_arch = "arm")]

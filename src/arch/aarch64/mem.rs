@@ -1,54 +1,26 @@
-//! Target implementations of the page-table memory and TLB-maintenance traits.
-//!
-//! Physical memory is identity-mapped at EL2, so a table frame's host physical
-//! address is also its hypervisor virtual address.
+//! Descriptor accesses and the TLB-maintenance trait of the AArch64 host (the frame
+//! allocator behind the tables is shared: `arch::common`).
 
-use crate::addr::{GuestPhysAddr, HostPhysAddr, HostRange, VirtAddr};
-use crate::mm::{FrameAllocator, PAGE_SIZE};
-use crate::pgtable::{PageTableMm, TlbMaintenance};
+use crate::addr::{GuestPhysAddr, VirtAddr};
+use crate::pgtable::TlbMaintenance;
 use crate::{read_sysreg, write_sysreg};
-use spin::Mutex;
 
-/// The global page-frame allocator.
-pub static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
-
-/// Table memory from [`FRAMES`], accessed through the identity map.
-#[derive(Clone, Copy, Default)]
-pub struct FrameMm;
-
-impl PageTableMm for FrameMm {
-    fn alloc_zeroed(&mut self, frames: usize) -> Option<HostPhysAddr> {
-        let size = frames as u64 * PAGE_SIZE;
-        let pa = FRAMES.lock().alloc(size, size).ok()?;
-        // SAFETY: the allocator handed out `size` bytes of RAM at `pa` exclusively to
-        // us, and RAM is identity-mapped and writable at EL2.
-        unsafe { core::ptr::write_bytes(pa.raw() as *mut u8, 0, size as usize) };
-        Some(pa)
-    }
-
-    fn free(&mut self, pa: HostPhysAddr, frames: usize) {
-        if let Err(e) = FRAMES.lock().free(pa, frames as u64 * PAGE_SIZE) {
-            log::error!("freeing table frames at {pa}: {e}");
-        }
-    }
-
-    fn read_entry(&self, table: HostPhysAddr, index: usize) -> u64 {
-        // SAFETY: `table` is a frame this allocator handed out for a table and `index`
-        // is within it (the trait's contract); a 64-bit volatile load is single-copy atomic.
-        unsafe { ((table.raw() as *const u64).add(index)).read_volatile() }
-    }
-
-    fn write_entry(&mut self, table: HostPhysAddr, index: usize, value: u64) {
-        // SAFETY: as in `read_entry`; a 64-bit volatile store is single-copy atomic.
-        unsafe { ((table.raw() as *mut u64).add(index)).write_volatile(value) }
-    }
+/// Loads a table descriptor with one single-copy-atomic 64-bit access.
+///
+/// # Safety
+/// `p` must point at an 8-byte-aligned descriptor in identity-mapped table memory.
+pub(crate) unsafe fn load_desc(p: *const u64) -> u64 {
+    // SAFETY: per the contract; an aligned 64-bit volatile load is one LDR.
+    unsafe { p.read_volatile() }
 }
 
-/// Adds free RAM to the frame allocator.
-pub fn add_ram(r: HostRange) {
-    if let Err(e) = FRAMES.lock().add(r) {
-        log::warn!("cannot track RAM {r:?}: {e}");
-    }
+/// Stores a table descriptor with one single-copy-atomic 64-bit access.
+///
+/// # Safety
+/// As for [`load_desc`], and the store must not break a table another CPU walks.
+pub(crate) unsafe fn store_desc(p: *mut u64, v: u64) {
+    // SAFETY: per the contract; an aligned 64-bit volatile store is one STR.
+    unsafe { p.write_volatile(v) }
 }
 
 /// Real TLB maintenance with the inner-shareable broadcast forms.

@@ -6,14 +6,14 @@ pub mod mem;
 pub mod switch;
 pub mod sysreg;
 
+pub use super::common::*;
 use crate::aarch32::{Cp15Reg, SpsrBank};
 use crate::shadow::HostTlbOp;
 use crate::shadowvm::HwRegs;
-use crate::vm::{GuestRegs, Trap, VcpuHw};
+use crate::vm::{Trap, VcpuHw};
 use crate::{read_sysreg, write_sysreg};
 pub use boot::{image_range, MAX_CPUS};
-use core::sync::atomic::{AtomicU8, Ordering};
-pub use mem::{FrameMm, HwTlb};
+pub use mem::HwTlb;
 pub use switch::{current_vcpu, install_vectors, run_vcpu, ExitKind, VcpuContext};
 
 /// False: this host runs AArch64 and AArch32 guests.
@@ -105,15 +105,6 @@ pub fn wait_for_interrupt() {
 /// Waits for an event (another CPU's `wake_cpus`) or a spurious wake-up.
 pub fn wait_for_event() {
     sysreg::wfe();
-}
-
-/// The conduit the host firmware's PSCI uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PsciConduit {
-    /// `smc #0` (firmware at EL3, or QEMU's built-in PSCI at EL2).
-    Smc,
-    /// `hvc #0` (only usable when the image runs at EL1).
-    Hvc,
 }
 
 /// Calls the host firmware's PSCI through the given conduit.
@@ -444,53 +435,17 @@ impl VcpuHw for LiveEl1 {
     }
 }
 
-/// Starts an AArch32 vCPU context at `entry` (bit 0 set: Thumb) in SVC mode with
-/// IRQ, FIQ and asynchronous aborts masked and r0..r2 as given.
-pub fn boot_regs32(regs: &mut GuestRegs, entry: u64, r: [u32; 3]) {
-    *regs = GuestRegs::zeroed();
-    for (i, v) in r.iter().enumerate() {
-        regs.x[i] = *v as u64;
-    }
-    regs.pc = entry & 0xffff_fffe;
-    regs.pstate = crate::vm::PSTATE_SVC_MASKED | if entry & 1 == 1 { 1 << 5 } else { 0 };
-}
-
-/// Starts a vCPU context at `entry` with x0 = `x0`, EL1h, interrupts masked.
-pub fn boot_regs(regs: &mut GuestRegs, entry: u64, x0: u64) {
-    *regs = GuestRegs::zeroed();
-    regs.x[0] = x0;
-    regs.pc = entry;
-    regs.pstate = crate::vm::PSTATE_EL1H_MASKED;
-}
-
-/// How [`power_off`] ends the run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum PowerOff {
-    /// PSCI SYSTEM_OFF through the given conduit (the default).
-    Psci = 0,
-    /// No PSCI firmware: the semihosting SYS_EXIT call (`hlt #0xf000`). Only valid when
-    /// a debugger or QEMU's `-semihosting` handles it; otherwise HLT is undefined.
-    Semihosting = 1,
-    /// No PSCI firmware and no semihosting: halt this CPU (the last log line says why).
-    Halt = 2,
-}
-
-static POWER_OFF: AtomicU8 = AtomicU8::new(PowerOff::Psci as u8);
-
-/// Chooses how [`power_off`] (and the panic handler) end the run.
-pub fn set_power_off(how: PowerOff) {
-    POWER_OFF.store(how as u8, Ordering::Relaxed);
-}
-
 /// Powers the machine off the way [`set_power_off`] chose (PSCI SYSTEM_OFF by
 /// default), then halts if that returned.
 pub fn power_off(conduit: PsciConduit) -> ! {
-    match POWER_OFF.load(Ordering::Relaxed) {
-        0 => {
+    match power_off_how() {
+        PowerOff::Psci => {
             psci_call(conduit, crate::psci::SYSTEM_OFF as u64, 0, 0, 0);
         }
-        1 => {
+        PowerOff::Semihosting => {
+            // If nothing handles the call, HLT is an EL2 fault whose panic comes back
+            // here: halt then.
+            set_power_off(PowerOff::Halt);
             // SYS_EXIT (0x18) with an AArch64 parameter block:
             // ADP_Stopped_ApplicationExit (0x20026), exit status 0.
             let block: [u64; 2] = [0x2_0026, 0];
@@ -501,7 +456,7 @@ pub fn power_off(conduit: PsciConduit) -> ! {
                     in("x1") block.as_ptr(), options(nostack, readonly));
             }
         }
-        _ => {}
+        PowerOff::Halt => {}
     }
     loop {
         wait_for_interrupt();
@@ -537,21 +492,4 @@ pub unsafe fn spin_table_release(release_addr: u64, cpu: usize) {
     }
     sysreg::dsb_sy();
     sysreg::sev();
-}
-
-/// The hypervisor heap.
-#[global_allocator]
-pub static HEAP: buddy_system_allocator::LockedHeap<32> =
-    buddy_system_allocator::LockedHeap::empty();
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    if crate::logger::CONSOLE.is_locked() {
-        // SAFETY: the machine is about to power off; if this CPU panicked while holding
-        // the console lock, breaking it is the only way to report the panic. Output
-        // from another CPU may interleave, which is acceptable here.
-        unsafe { crate::logger::CONSOLE.force_unlock() };
-    }
-    log::error!("PANIC: {info}");
-    power_off(PsciConduit::Smc)
 }

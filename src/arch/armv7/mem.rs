@@ -1,66 +1,38 @@
-//! Target implementations of the page-table memory and TLB-maintenance traits for the
-//! ARMv7 host (LPAE long descriptors, B3.6; TLB maintenance, B4.2.3 and B4.1.139).
+//! Descriptor accesses and the TLB-maintenance trait of the ARMv7 host (LPAE long
+//! descriptors, B3.6; TLB maintenance, B4.2.3 and B4.1.139).
 //!
-//! RAM is identity-mapped in HYP mode, so a table frame's host physical address is also
-//! its hypervisor virtual address. Descriptors are 64 bits wide and are read and
-//! written with LDRD/STRD, which are single-copy atomic on an LPAE implementation for
-//! doubleword-aligned addresses (A3.5.3), so the walker never sees half an entry.
+//! Descriptors are 64 bits wide and are read and written with LDRD/STRD, which are
+//! single-copy atomic on an LPAE implementation for doubleword-aligned addresses
+//! (A3.5.3), so the walker never sees half an entry. The frame allocator behind the
+//! tables is shared (`arch::common`).
 
-use crate::addr::{GuestPhysAddr, HostPhysAddr, HostRange, VirtAddr};
-use crate::mm::{FrameAllocator, PAGE_SIZE};
-use crate::pgtable::{PageTableMm, TlbMaintenance};
-use spin::Mutex;
+use crate::addr::{GuestPhysAddr, VirtAddr};
+use crate::pgtable::TlbMaintenance;
 
-/// The global page-frame allocator.
-pub static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
-
-/// Table memory from [`FRAMES`], accessed through the identity map.
-#[derive(Clone, Copy, Default)]
-pub struct FrameMm;
-
-impl PageTableMm for FrameMm {
-    fn alloc_zeroed(&mut self, frames: usize) -> Option<HostPhysAddr> {
-        let size = frames as u64 * PAGE_SIZE;
-        let pa = FRAMES.lock().alloc(size, size).ok()?;
-        // SAFETY: the allocator handed out `size` bytes of RAM at `pa` exclusively to
-        // us, and RAM is identity-mapped and writable in HYP mode.
-        unsafe { core::ptr::write_bytes(pa.raw() as usize as *mut u8, 0, size as usize) };
-        Some(pa)
-    }
-
-    fn free(&mut self, pa: HostPhysAddr, frames: usize) {
-        if let Err(e) = FRAMES.lock().free(pa, frames as u64 * PAGE_SIZE) {
-            log::error!("freeing table frames at {pa}: {e}");
-        }
-    }
-
-    fn read_entry(&self, table: HostPhysAddr, index: usize) -> u64 {
-        let p = (table.raw() as usize + 8 * index) as *const u64;
-        let (lo, hi): (u32, u32);
-        // SAFETY: `table` is a frame this allocator handed out for a table and `index`
-        // is within it (the trait's contract); the address is 8-byte aligned.
-        unsafe {
-            core::arch::asm!("ldrd r2, r3, [{p}]", p = in(reg) p, out("r2") lo, out("r3") hi,
-                options(nostack, readonly, preserves_flags))
-        };
-        (hi as u64) << 32 | lo as u64
-    }
-
-    fn write_entry(&mut self, table: HostPhysAddr, index: usize, value: u64) {
-        let p = (table.raw() as usize + 8 * index) as *mut u64;
-        // SAFETY: as in `read_entry`; one STRD stores the whole descriptor.
-        unsafe {
-            core::arch::asm!("strd r2, r3, [{p}]", p = in(reg) p, in("r2") value as u32,
-                in("r3") (value >> 32) as u32, options(nostack, preserves_flags))
-        };
-    }
+/// Loads a table descriptor with one LDRD.
+///
+/// # Safety
+/// `p` must point at an 8-byte-aligned descriptor in identity-mapped table memory.
+pub(crate) unsafe fn load_desc(p: *const u64) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: per the contract; LDRD of an aligned doubleword only reads it.
+    unsafe {
+        core::arch::asm!("ldrd r2, r3, [{p}]", p = in(reg) p, out("r2") lo, out("r3") hi,
+            options(nostack, readonly, preserves_flags))
+    };
+    (hi as u64) << 32 | lo as u64
 }
 
-/// Adds free RAM to the frame allocator.
-pub fn add_ram(r: HostRange) {
-    if let Err(e) = FRAMES.lock().add(r) {
-        log::warn!("cannot track RAM {r:?}: {e}");
-    }
+/// Stores a table descriptor with one STRD.
+///
+/// # Safety
+/// As for [`load_desc`], and the store must not break a table another CPU walks.
+pub(crate) unsafe fn store_desc(p: *mut u64, v: u64) {
+    // SAFETY: per the contract; one STRD stores the whole descriptor.
+    unsafe {
+        core::arch::asm!("strd r2, r3, [{p}]", p = in(reg) p, in("r2") v as u32,
+            in("r3") (v >> 32) as u32, options(nostack, preserves_flags))
+    };
 }
 
 /// Real TLB maintenance with the inner-shareable broadcast forms.

@@ -13,15 +13,15 @@ pub mod mem;
 pub mod switch;
 pub mod sysreg;
 
+pub use super::common::*;
 use crate::aarch32::{Cp15Reg, SpsrBank};
 use crate::pgtable::{Geometry, PageTableError};
 use crate::shadow::HostTlbOp;
 use crate::shadowvm::HwRegs;
-use crate::vm::{GuestRegs, Trap, VcpuHw};
+use crate::vm::{Trap, VcpuHw};
 use crate::{mcr, mcrr, mrc, mrrc};
 pub use boot::{image_range, MAX_CPUS};
-use core::sync::atomic::{AtomicU8, Ordering};
-pub use mem::{FrameMm, HwTlb};
+pub use mem::HwTlb;
 pub use switch::{current_vcpu, install_vectors, run_vcpu, ExitKind, VcpuContext};
 
 /// GICD of the board the image is linked for, used only on the way out of the Secure
@@ -126,15 +126,6 @@ pub fn wait_for_interrupt() {
 /// Waits for an event (another CPU's `wake_cpus`) or a spurious wake-up.
 pub fn wait_for_event() {
     sysreg::wfe();
-}
-
-/// The conduit the host firmware's PSCI uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PsciConduit {
-    /// `smc #0` (a Secure monitor, or QEMU's built-in PSCI).
-    Smc,
-    /// `hvc #0` (only usable when the image runs in a PL1 mode).
-    Hvc,
 }
 
 /// Calls the host firmware's PSCI through the given conduit (SMC32 convention: r0..r3
@@ -458,52 +449,14 @@ impl VcpuHw for LiveEl1 {
     }
 }
 
-/// Starts an AArch32 vCPU context at `entry` (bit 0 set: Thumb) in SVC mode with
-/// IRQ, FIQ and asynchronous aborts masked and r0..r2 as given.
-pub fn boot_regs32(regs: &mut GuestRegs, entry: u64, r: [u32; 3]) {
-    *regs = GuestRegs::zeroed();
-    for (i, v) in r.iter().enumerate() {
-        regs.x[i] = *v as u64;
-    }
-    regs.pc = entry & 0xffff_fffe;
-    regs.pstate = crate::vm::PSTATE_SVC_MASKED | if entry & 1 == 1 { 1 << 5 } else { 0 };
-}
-
-/// AArch64 guests do not run on this host; kept so the VM code is shared. Starts the
-/// context as an AArch32 SVC-mode one with r0 = `x0`.
-pub fn boot_regs(regs: &mut GuestRegs, entry: u64, x0: u64) {
-    boot_regs32(regs, entry, [x0 as u32, 0, 0]);
-}
-
-/// How [`power_off`] ends the run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum PowerOff {
-    /// PSCI SYSTEM_OFF through the given conduit (the default).
-    Psci = 0,
-    /// No PSCI firmware: the semihosting SYS_EXIT call (`svc #0x123456` in A32). Only
-    /// valid when a debugger or QEMU's `-semihosting` handles it; otherwise the SVC is
-    /// taken in HYP mode and reported as a hypervisor fault.
-    Semihosting = 1,
-    /// No PSCI firmware and no semihosting: halt this CPU (the last log line says why).
-    Halt = 2,
-}
-
-static POWER_OFF: AtomicU8 = AtomicU8::new(PowerOff::Psci as u8);
-
-/// Chooses how [`power_off`] (and the panic handler) end the run.
-pub fn set_power_off(how: PowerOff) {
-    POWER_OFF.store(how as u8, Ordering::Relaxed);
-}
-
 /// Powers the machine off the way [`set_power_off`] chose (PSCI SYSTEM_OFF by
 /// default), then halts if that returned.
 pub fn power_off(conduit: PsciConduit) -> ! {
-    match POWER_OFF.load(Ordering::Relaxed) {
-        0 => {
+    match power_off_how() {
+        PowerOff::Psci => {
             psci_call(conduit, crate::psci::SYSTEM_OFF as u64, 0, 0, 0);
         }
-        1 => {
+        PowerOff::Semihosting => {
             // If nothing handles the call, the SVC is a HYP-mode fault whose panic comes
             // back here: halt then.
             set_power_off(PowerOff::Halt);
@@ -515,7 +468,7 @@ pub fn power_off(conduit: PsciConduit) -> ! {
                     in("r1") 0x2_0026u32, options(nostack, nomem))
             };
         }
-        _ => {}
+        PowerOff::Halt => {}
     }
     loop {
         wait_for_interrupt();
@@ -531,21 +484,4 @@ pub unsafe fn spin_table_release(release_addr: u64, cpu: usize) {
     log::error!(
         "CPU {cpu}: spin-table release (cpu-release-addr {release_addr:#x}) is not supported on the ARMv7 host; it stays parked"
     );
-}
-
-/// The hypervisor heap.
-#[global_allocator]
-pub static HEAP: buddy_system_allocator::LockedHeap<32> =
-    buddy_system_allocator::LockedHeap::empty();
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    if crate::logger::CONSOLE.is_locked() {
-        // SAFETY: the machine is about to power off; if this CPU panicked while holding
-        // the console lock, breaking it is the only way to report the panic. Output
-        // from another CPU may interleave, which is acceptable here.
-        unsafe { crate::logger::CONSOLE.force_unlock() };
-    }
-    log::error!("PANIC: {info}");
-    power_off(PsciConduit::Smc)
 }
