@@ -1,5 +1,6 @@
-//! Items both hosts share as they are: the PSCI conduit, the power-off choice, the
-//! heap, the panic handler and the page-frame allocator behind the page tables.
+//! Items both hosts share as they are: the per-CPU stacks, the PSCI conduit, the
+//! power-off choice, the heap, the panic handler, the page-frame allocator behind the
+//! page tables and the VMID switch around TLB maintenance.
 //!
 //! Target-only (it defines the global allocator and the panic handler); each host's
 //! module provides what differs: `power_off`'s instructions and `mem::load_desc` /
@@ -10,6 +11,35 @@ use crate::mm::{FrameAllocator, PAGE_SIZE};
 use crate::pgtable::PageTableMm;
 use core::sync::atomic::{AtomicU8, Ordering};
 use spin::Mutex;
+
+/// Most physical CPUs the hypervisor brings up.
+pub const MAX_CPUS: usize = 8;
+/// Stack bytes per physical CPU.
+pub const STACK_SIZE: usize = 64 * 1024;
+
+/// Per-CPU hypervisor stacks (16-byte aligned).
+#[repr(C, align(16))]
+pub struct Stacks(pub [[u8; STACK_SIZE]; MAX_CPUS]);
+
+/// The stacks live in BSS; each host's entry code computes a CPU's top from its index.
+#[no_mangle]
+pub static mut HV_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
+
+/// Runs `f` with VMID `vmid` in VTTBR(_EL2), the VMID the EL1&0 (PL1&0) TLB
+/// maintenance acts on, and puts the old value back.
+pub(crate) fn with_vmid(vmid: u8, f: impl FnOnce()) {
+    let old = super::sysreg::vttbr();
+    let want = (old & !(0xffu64 << 48)) | ((vmid as u64) << 48);
+    if old != want {
+        super::sysreg::set_vttbr(want);
+        super::sysreg::isb();
+    }
+    f();
+    if old != want {
+        super::sysreg::set_vttbr(old);
+        super::sysreg::isb();
+    }
+}
 
 /// The conduit the host firmware's PSCI uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

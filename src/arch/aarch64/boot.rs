@@ -8,20 +8,8 @@
 //! The image starts with an arm64 Linux Image header, so its flat binary also boots as
 //! a Linux kernel would (QEMU `-kernel` of a raw file, or the Raspberry Pi firmware).
 
+use super::STACK_SIZE;
 use core::arch::global_asm;
-
-/// Most physical CPUs the hypervisor brings up.
-pub const MAX_CPUS: usize = 8;
-/// Stack bytes per physical CPU.
-pub const STACK_SIZE: usize = 64 * 1024;
-
-/// Per-CPU hypervisor stacks (16-byte aligned).
-#[repr(C, align(16))]
-pub struct Stacks(pub [[u8; STACK_SIZE]; MAX_CPUS]);
-
-/// The stacks live in BSS; the entry code computes each CPU's top from its index.
-#[no_mangle]
-pub static mut HV_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
 
 global_asm!(
     r#"
@@ -103,7 +91,7 @@ _secondary_start:
 5:  wfe
     b       5b
     "#,
-    stacks = sym HV_STACKS,
+    stacks = sym super::HV_STACKS,
     stack_size = const STACK_SIZE,
     primary = sym super::rust_primary_entry,
     secondary = sym super::rust_secondary_entry,

@@ -1,9 +1,9 @@
 //! Descriptor accesses and the TLB-maintenance trait of the AArch64 host (the frame
 //! allocator behind the tables is shared: `arch::common`).
 
+use super::with_vmid;
 use crate::addr::{GuestPhysAddr, VirtAddr};
 use crate::pgtable::TlbMaintenance;
-use crate::{read_sysreg, write_sysreg};
 
 /// Loads a table descriptor with one single-copy-atomic 64-bit access.
 ///
@@ -26,20 +26,6 @@ pub(crate) unsafe fn store_desc(p: *mut u64, v: u64) {
 /// Real TLB maintenance with the inner-shareable broadcast forms.
 #[derive(Clone, Copy, Default)]
 pub struct HwTlb;
-
-fn with_vmid(vmid: u8, f: impl FnOnce()) {
-    let old = read_sysreg!("vttbr_el2");
-    let want = (old & !(0xffu64 << 48)) | ((vmid as u64) << 48);
-    if old != want {
-        write_sysreg!("vttbr_el2", want);
-        super::sysreg::isb();
-    }
-    f();
-    if old != want {
-        write_sysreg!("vttbr_el2", old);
-        super::sysreg::isb();
-    }
-}
 
 impl TlbMaintenance for HwTlb {
     fn dsb_ishst(&mut self) {

@@ -12,7 +12,7 @@ use crate::shadow::HostTlbOp;
 use crate::shadowvm::HwRegs;
 use crate::vm::{Trap, VcpuHw};
 use crate::{read_sysreg, write_sysreg};
-pub use boot::{image_range, MAX_CPUS};
+pub use boot::image_range;
 pub use mem::HwTlb;
 pub use switch::{current_vcpu, install_vectors, run_vcpu, ExitKind, VcpuContext};
 

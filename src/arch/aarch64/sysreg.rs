@@ -69,3 +69,13 @@ pub fn wfe() {
 pub fn mpidr() -> u64 {
     read_sysreg!("mpidr_el1") & 0xff_00ff_ffff
 }
+
+/// VTTBR_EL2: the stage-2 root and VMID [55:48] of the running VM.
+pub fn vttbr() -> u64 {
+    read_sysreg!("vttbr_el2")
+}
+
+/// Writes VTTBR_EL2.
+pub fn set_vttbr(v: u64) {
+    write_sysreg!("vttbr_el2", v);
+}

@@ -16,20 +16,8 @@
 //!
 //! Rust gets `(dtb, mode)`; `mode` is the CPSR.M the image was entered in.
 
+use super::STACK_SIZE;
 use core::arch::global_asm;
-
-/// Most physical CPUs the hypervisor brings up.
-pub const MAX_CPUS: usize = 8;
-/// Stack bytes per physical CPU.
-pub const STACK_SIZE: usize = 64 * 1024;
-
-/// Per-CPU hypervisor stacks (8-byte aligned as the AAPCS wants).
-#[repr(C, align(16))]
-pub struct Stacks(pub [[u8; STACK_SIZE]; MAX_CPUS]);
-
-/// The stacks live in BSS; the entry code computes each CPU's top from its index.
-#[no_mangle]
-pub static mut HV_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
 
 global_asm!(
     r#"
@@ -151,7 +139,7 @@ _secondary_start:
     b       5b
     .ltorg
     "#,
-    stacks = sym HV_STACKS,
+    stacks = sym super::HV_STACKS,
     stack_size = const STACK_SIZE,
     gicd = const super::BOOT_GICD,
     hsctlr = const super::HSCTLR_SBO,

@@ -6,6 +6,7 @@
 //! (A3.5.3), so the walker never sees half an entry. The frame allocator behind the
 //! tables is shared (`arch::common`).
 
+use super::with_vmid;
 use crate::addr::{GuestPhysAddr, VirtAddr};
 use crate::pgtable::TlbMaintenance;
 
@@ -38,21 +39,6 @@ pub(crate) unsafe fn store_desc(p: *mut u64, v: u64) {
 /// Real TLB maintenance with the inner-shareable broadcast forms.
 #[derive(Clone, Copy, Default)]
 pub struct HwTlb;
-
-/// Runs `f` with VMID `vmid` in VTTBR, the VMID the PL1&0 operations act on.
-fn with_vmid(vmid: u8, f: impl FnOnce()) {
-    let old = super::sysreg::vttbr();
-    let want = (old & !(0xffu64 << 48)) | ((vmid as u64) << 48);
-    if old != want {
-        super::sysreg::set_vttbr(want);
-        super::sysreg::isb();
-    }
-    f();
-    if old != want {
-        super::sysreg::set_vttbr(old);
-        super::sysreg::isb();
-    }
-}
 
 impl TlbMaintenance for HwTlb {
     fn dsb_ishst(&mut self) {
