@@ -1,6 +1,7 @@
 //! Items both hosts share as they are: the per-CPU stacks, the PSCI conduit, the
 //! power-off choice, the heap, the panic handler, the page-frame allocator behind the
-//! page tables and the VMID switch around TLB maintenance.
+//! page tables, the VMID switch around TLB maintenance, the barriers (the same
+//! instructions in A64 and A32) and the waits.
 //!
 //! Target-only (it defines the global allocator and the panic handler); each host's
 //! module provides what differs: `power_off`'s instructions and `mem::load_desc` /
@@ -140,4 +141,65 @@ impl PageTableMm for FrameMm {
         // SAFETY: as in `read_entry`.
         unsafe { super::mem::store_desc(p, value) }
     }
+}
+
+/// Instruction synchronization barrier.
+#[inline(always)]
+pub fn isb() {
+    // SAFETY: a barrier has no memory-safety effect.
+    unsafe { core::arch::asm!("isb", options(nostack, preserves_flags)) };
+}
+
+/// Data synchronization barrier, inner shareable.
+#[inline(always)]
+pub fn dsb_ish() {
+    // SAFETY: a barrier has no memory-safety effect.
+    unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+}
+
+/// Data synchronization barrier for stores, inner shareable.
+#[inline(always)]
+pub fn dsb_ishst() {
+    // SAFETY: a barrier has no memory-safety effect.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+}
+
+/// Full-system data synchronization barrier.
+#[inline(always)]
+pub fn dsb_sy() {
+    // SAFETY: a barrier has no memory-safety effect.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Sends an event to all CPUs (wakes `wfe`).
+#[inline(always)]
+pub fn sev() {
+    // SAFETY: SEV only signals other cores.
+    unsafe { core::arch::asm!("sev", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Waits for an event.
+#[inline(always)]
+pub fn wfe() {
+    // SAFETY: WFE only pauses this core.
+    unsafe { core::arch::asm!("wfe", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Wakes CPUs waiting in [`wait_for_event`].
+pub fn wake_cpus() {
+    dsb_ish();
+    sev();
+}
+
+/// Waits for a physical interrupt (IRQs stay masked in the hypervisor; a pending one
+/// wakes the CPU and is then taken with `HostGic::ack`).
+pub fn wait_for_interrupt() {
+    dsb_sy();
+    // SAFETY: WFI only pauses this core.
+    unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Waits for an event (another CPU's [`wake_cpus`]) or a spurious wake-up.
+pub fn wait_for_event() {
+    wfe();
 }

@@ -88,25 +88,6 @@ pub fn mpidr() -> u64 {
     sysreg::mpidr()
 }
 
-/// Wakes CPUs waiting in `wait_for_event`.
-pub fn wake_cpus() {
-    sysreg::dsb_ish();
-    sysreg::sev();
-}
-
-/// Waits for a physical interrupt (IRQs stay masked at EL2; a pending one wakes the
-/// CPU and is then taken with `HostGic::ack`).
-pub fn wait_for_interrupt() {
-    sysreg::dsb_sy();
-    // SAFETY: WFI only pauses this core.
-    unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) };
-}
-
-/// Waits for an event (another CPU's `wake_cpus`) or a spurious wake-up.
-pub fn wait_for_event() {
-    sysreg::wfe();
-}
-
 /// Calls the host firmware's PSCI through the given conduit.
 pub fn psci_call(conduit: PsciConduit, func: u64, a1: u64, a2: u64, a3: u64) -> i64 {
     let r: u64;

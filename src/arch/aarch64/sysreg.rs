@@ -23,48 +23,6 @@ macro_rules! write_sysreg {
     }};
 }
 
-/// Instruction synchronization barrier.
-#[inline(always)]
-pub fn isb() {
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { core::arch::asm!("isb", options(nostack, preserves_flags)) };
-}
-
-/// Data synchronization barrier, inner shareable.
-#[inline(always)]
-pub fn dsb_ish() {
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
-}
-
-/// Data synchronization barrier for stores, inner shareable.
-#[inline(always)]
-pub fn dsb_ishst() {
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
-}
-
-/// Full-system data synchronization barrier.
-#[inline(always)]
-pub fn dsb_sy() {
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
-}
-
-/// Sends an event to all CPUs (wakes `wfe`).
-#[inline(always)]
-pub fn sev() {
-    // SAFETY: SEV only signals other cores.
-    unsafe { core::arch::asm!("sev", options(nomem, nostack, preserves_flags)) };
-}
-
-/// Waits for an event.
-#[inline(always)]
-pub fn wfe() {
-    // SAFETY: WFE only pauses this core.
-    unsafe { core::arch::asm!("wfe", options(nomem, nostack, preserves_flags)) };
-}
-
 /// This CPU's MPIDR affinity fields (Aff3..Aff0), without the U/MT bits.
 pub fn mpidr() -> u64 {
     read_sysreg!("mpidr_el1") & 0xff_00ff_ffff
@@ -79,3 +37,5 @@ pub fn vttbr() -> u64 {
 pub fn set_vttbr(v: u64) {
     write_sysreg!("vttbr_el2", v);
 }
+
+pub use crate::arch::common::{dsb_ish, dsb_ishst, dsb_sy, isb, sev, wfe};

@@ -109,25 +109,6 @@ pub fn mpidr() -> u64 {
     sysreg::mpidr()
 }
 
-/// Wakes CPUs waiting in `wait_for_event`.
-pub fn wake_cpus() {
-    sysreg::dsb_ish();
-    sysreg::sev();
-}
-
-/// Waits for a physical interrupt (IRQs stay masked in HYP mode; a pending one wakes
-/// the CPU and is then taken with `HostGic::ack`).
-pub fn wait_for_interrupt() {
-    sysreg::dsb_sy();
-    // SAFETY: WFI only pauses this core.
-    unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) };
-}
-
-/// Waits for an event (another CPU's `wake_cpus`) or a spurious wake-up.
-pub fn wait_for_event() {
-    sysreg::wfe();
-}
-
 /// Calls the host firmware's PSCI through the given conduit (SMC32 convention: r0..r3
 /// in, r0 out; SMCCC preserves r4..r7, and r4, r5, r8 and r12 are declared clobbered
 /// only as a margin for older firmware).

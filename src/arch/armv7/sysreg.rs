@@ -48,48 +48,6 @@ macro_rules! mcrr {
     }};
 }
 
-/// Instruction synchronization barrier.
-#[inline(always)]
-pub fn isb() {
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { core::arch::asm!("isb", options(nostack, preserves_flags)) };
-}
-
-/// Data synchronization barrier, inner shareable.
-#[inline(always)]
-pub fn dsb_ish() {
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
-}
-
-/// Data synchronization barrier for stores, inner shareable.
-#[inline(always)]
-pub fn dsb_ishst() {
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
-}
-
-/// Full-system data synchronization barrier.
-#[inline(always)]
-pub fn dsb_sy() {
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
-}
-
-/// Sends an event to all CPUs (wakes `wfe`).
-#[inline(always)]
-pub fn sev() {
-    // SAFETY: SEV only signals other cores.
-    unsafe { core::arch::asm!("sev", options(nomem, nostack, preserves_flags)) };
-}
-
-/// Waits for an event.
-#[inline(always)]
-pub fn wfe() {
-    // SAFETY: WFE only pauses this core.
-    unsafe { core::arch::asm!("wfe", options(nomem, nostack, preserves_flags)) };
-}
-
 /// MPIDR (B4.1.106): Aff2..Aff0, without the M/U/MT bits.
 pub fn mpidr() -> u64 {
     (crate::mrc!("p15, 0, {0}, c0, c0, 5") & 0xff_ffff) as u64
@@ -104,3 +62,5 @@ pub fn vttbr() -> u64 {
 pub fn set_vttbr(v: u64) {
     crate::mcrr!("p15, 6, {0}, {1}, c2", v);
 }
+
+pub use crate::arch::common::{dsb_ish, dsb_ishst, dsb_sy, isb, sev, wfe};
