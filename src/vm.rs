@@ -707,6 +707,8 @@ impl Vm {
             Call::HvNop => 0,
             Call::Version => psci::VERSION_1_1,
             Call::SmcccVersion => 0x1_0001,
+            // An AArch32 caller cannot use the SMC64 functions, so they are not features.
+            Call::Features(f) if self.aarch32 && f & 0x4000_0000 != 0 => psci::NOT_SUPPORTED,
             Call::Features(f) => psci::features(f),
             Call::MigrateInfoType => 2, // Trusted OS not present or does not need migration
             Call::CpuOn {

@@ -1,13 +1,16 @@
 //! The test harness: failure messages, the fault record the vectors fill, probing
-//! accesses that expect a value or a fault, and the case runner that prints `ok - NAME` /
-//! `FAILED - NAME: details` and the closing `N passed, N failed`.
+//! accesses that expect a value or a fault, [`catch`] for any other instruction that may
+//! fault, and the case runner ([`run_all`] for a list of cases, [`record`] for one result)
+//! that prints `ok - NAME` / `FAILED - NAME: details`; the program prints the closing
+//! `N passed, N failed` from [`counts`].
 
-use core::fmt::{self, Write};
+use core::fmt::{self, Display, Write};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::arch::{self, KIND_DABT, KIND_PABT};
 
 /// Prints a line on the UART (base translation regime or MMU off only).
+#[macro_export]
 macro_rules! println {
     ($($a:tt)*) => {{
         use core::fmt::Write as _;
@@ -16,6 +19,7 @@ macro_rules! println {
 }
 
 /// Returns a failure with a formatted message from the enclosing `-> R` function.
+#[macro_export]
 macro_rules! fail {
     ($($a:tt)*) => {
         return Err($crate::harness::Msg::from_args(format_args!($($a)*)))
@@ -23,10 +27,11 @@ macro_rules! fail {
 }
 
 /// Fails with a formatted message unless `cond` holds.
+#[macro_export]
 macro_rules! ensure {
     ($cond:expr, $($a:tt)*) => {
         if !$cond {
-            fail!($($a)*);
+            $crate::fail!($($a)*);
         }
     };
 }
@@ -92,13 +97,13 @@ pub struct FaultRecord {
     pub far: AtomicU32,
     /// Address of the instruction that took it.
     pub pc: AtomicU32,
-    /// Where a prefetch abort resumes (set by `mmu32_exec`), 0 for the next instruction.
+    /// Where a prefetch abort resumes (set by `g32_exec`), 0 for the next instruction.
     pub resume: AtomicU32,
 }
 
 /// The record itself, written by the assembly vectors.
 #[no_mangle]
-pub static MMU32_FAULT: FaultRecord = FaultRecord {
+pub static G32_FAULT: FaultRecord = FaultRecord {
     count: AtomicU32::new(0),
     kind: AtomicU32::new(0),
     fsr: AtomicU32::new(0),
@@ -111,7 +116,7 @@ pub static MMU32_FAULT: FaultRecord = FaultRecord {
 static ACCOUNTED: AtomicU32 = AtomicU32::new(0);
 
 /// A recorded exception.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Fault {
     pub kind: u32,
     pub fsr: u32,
@@ -140,12 +145,13 @@ impl Fault {
         self.fsr & (1 << 9) != 0
     }
 
-    fn last() -> Fault {
+    /// The last exception the vectors recorded.
+    pub fn last() -> Fault {
         Fault {
-            kind: MMU32_FAULT.kind.load(Ordering::SeqCst),
-            fsr: MMU32_FAULT.fsr.load(Ordering::SeqCst),
-            far: MMU32_FAULT.far.load(Ordering::SeqCst),
-            pc: MMU32_FAULT.pc.load(Ordering::SeqCst),
+            kind: G32_FAULT.kind.load(Ordering::SeqCst),
+            fsr: G32_FAULT.fsr.load(Ordering::SeqCst),
+            far: G32_FAULT.far.load(Ordering::SeqCst),
+            pc: G32_FAULT.pc.load(Ordering::SeqCst),
         }
     }
 }
@@ -184,8 +190,14 @@ impl fmt::Display for Fault {
     }
 }
 
+impl fmt::Debug for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 fn fault_count() -> u32 {
-    MMU32_FAULT.count.load(Ordering::SeqCst)
+    G32_FAULT.count.load(Ordering::SeqCst)
 }
 
 /// The exception taken since `before`, if any, now accounted as seen by a probe.
@@ -198,13 +210,23 @@ fn observe(before: u32) -> Option<Fault> {
     Some(Fault::last())
 }
 
+/// Runs `f` (typically one inline-asm access that may fault; the vectors resume after
+/// the faulting instruction) and returns its result, the last exception it took and how
+/// many it took. Those exceptions count as seen, not as unexpected.
+pub fn catch<T>(f: impl FnOnce() -> T) -> (T, Option<Fault>, u32) {
+    let before = fault_count();
+    let v = f();
+    let taken = fault_count().wrapping_sub(before);
+    (v, observe(before), taken)
+}
+
 /// Loads the word at `va` through the current translation regime.
 pub fn load(va: u32) -> Result<u32, Fault> {
     let before = fault_count();
     // SAFETY: a single LDR of `va`, which may abort; the data abort vector records the
     // abort and resumes after the load, and the result is then discarded. No Rust object
     // lives at a test VA, so the access cannot alias anything the compiler knows about.
-    let v = unsafe { arch::mmu32_load(va) };
+    let v = unsafe { arch::g32_load(va) };
     match observe(before) {
         None => Ok(v),
         Some(f) => Err(f),
@@ -216,7 +238,7 @@ pub fn store(va: u32, value: u32) -> Result<(), Fault> {
     let before = fault_count();
     // SAFETY: a single STR to `va`, which may abort (then skipped by the vector). Test VAs
     // only map test pages and page tables, never Rust objects, code or stacks in use.
-    unsafe { arch::mmu32_store(va, value) };
+    unsafe { arch::g32_store(va, value) };
     match observe(before) {
         None => Ok(()),
         Some(f) => Err(f),
@@ -228,8 +250,8 @@ pub fn exec(va: u32) -> Result<u32, Fault> {
     let before = fault_count();
     // SAFETY: the callers place a two-instruction leaf function (`mov r0, #imm; bx lr`) at
     // `va` before making it executable; if fetching it aborts, the prefetch abort vector
-    // returns to `mmu32_exec`'s resume label, which restores the registers it uses.
-    let v = unsafe { arch::mmu32_exec(va) };
+    // returns to `g32_exec`'s resume label, which restores the registers it uses.
+    let v = unsafe { arch::g32_exec(va) };
     match observe(before) {
         None => Ok(v),
         Some(f) => Err(f),
@@ -386,6 +408,75 @@ pub fn counts() -> (u32, u32) {
     (PASSED.load(Ordering::SeqCst), FAILED.load(Ordering::SeqCst))
 }
 
+/// Prints the closing `N passed, N failed` and powers off (PSCI SYSTEM_OFF).
+pub fn finish() -> ! {
+    let (passed, failed) = counts();
+    println!("{passed} passed, {failed} failed");
+    arch::power_off()
+}
+
+/// Replaces the counts (to carry them across a reset of the machine).
+pub fn set_counts(passed: u32, failed: u32) {
+    PASSED.store(passed, Ordering::SeqCst);
+    FAILED.store(failed, Ordering::SeqCst);
+}
+
+/// Adds one to a count (only the primary CPU counts: no read-modify-write atomics, which
+/// need not work with the MMU off).
+fn bump(c: &AtomicU32) {
+    c.store(c.load(Ordering::SeqCst).wrapping_add(1), Ordering::SeqCst);
+}
+
+/// Records one result and prints its line: `ok - NAME` or `FAILED - NAME: details`. An
+/// exception that no probe or [`catch`] saw since the previous result fails it. Returns
+/// whether it passed.
+pub fn record(name: impl Display, r: R) -> bool {
+    let end = fault_count();
+    let unexpected = end.wrapping_sub(ACCOUNTED.load(Ordering::SeqCst));
+    ACCOUNTED.store(end, Ordering::SeqCst);
+    let r = match r {
+        Ok(()) if unexpected != 0 => Err(Msg::from_args(format_args!(
+            "{unexpected} unexpected exception(s), the last: {}",
+            Fault::last()
+        ))),
+        r => r,
+    };
+    match r {
+        Ok(()) => {
+            bump(&PASSED);
+            println!("ok - {name}");
+            true
+        }
+        Err(m) => {
+            bump(&FAILED);
+            println!("FAILED - {name}: {}", m.as_str());
+            false
+        }
+    }
+}
+
+/// Records whether `got == want`, with both in hex on failure.
+pub fn check_eq(name: impl Display, got: u32, want: u32) -> bool {
+    let r = if got == want {
+        Ok(())
+    } else {
+        Err(Msg::from_args(format_args!(
+            "got {got:#010x}, want {want:#010x}"
+        )))
+    };
+    record(name, r)
+}
+
+/// Records whether `cond` holds, with `details` on failure.
+pub fn check(name: impl Display, cond: bool, details: fmt::Arguments) -> bool {
+    let r = if cond {
+        Ok(())
+    } else {
+        Err(Msg::from_args(details))
+    };
+    record(name, r)
+}
+
 /// Runs every case between two `reset` calls (the base regime) and prints its line.
 /// An exception no probe saw fails the case.
 pub fn run_all(cases: &[Case], reset: fn()) {
@@ -393,29 +484,10 @@ pub fn run_all(cases: &[Case], reset: fn()) {
         reset();
         // SAFETY: see `current`; the only writer, single-threaded.
         unsafe { *core::ptr::addr_of_mut!(CURRENT) = c.name };
-        let start = fault_count();
-        ACCOUNTED.store(start, Ordering::SeqCst);
+        ACCOUNTED.store(fault_count(), Ordering::SeqCst);
         let r = (c.run)();
         reset();
-        let end = fault_count();
-        let unexpected = end.wrapping_sub(ACCOUNTED.load(Ordering::SeqCst));
-        let r = match r {
-            Ok(()) if unexpected != 0 => Err(Msg::from_args(format_args!(
-                "{unexpected} unexpected exception(s), the last: {}",
-                Fault::last()
-            ))),
-            r => r,
-        };
-        match r {
-            Ok(()) => {
-                PASSED.fetch_add(1, Ordering::SeqCst);
-                println!("ok - {}", c.name);
-            }
-            Err(m) => {
-                FAILED.fetch_add(1, Ordering::SeqCst);
-                println!("FAILED - {}: {}", c.name, m.as_str());
-            }
-        }
+        record(c.name, r);
     }
     // SAFETY: see `current`.
     unsafe { *core::ptr::addr_of_mut!(CURRENT) = "" };

@@ -15,16 +15,20 @@
 #![allow(clippy::result_large_err)]
 
 #[macro_use]
-mod harness;
-mod arch;
+extern crate guests32;
+
 mod cases;
 mod mmu;
 
 use core::panic::PanicInfo;
 
-/// Entry point, called by `_start` in SVC mode with the MMU off and a stack.
+// The shared runtime, under the names the cases use (`crate::arch`, `crate::harness`).
+use guests32::{arch, harness};
+
+/// Entry point, called by `_start` in SVC mode with the MMU off and a stack (the entry
+/// registers and CPSR are not used).
 #[no_mangle]
-extern "C" fn mmu32_main() -> ! {
+extern "C" fn guest32_main(_r0: u32, _r1: u32, _r2: u32, _cpsr: u32) -> ! {
     mmu::init();
     mmu::reset_env();
     println!("mmu32: ARMv7 short-descriptor MMU tests (AArch32 SVC mode)");
