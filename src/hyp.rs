@@ -330,7 +330,8 @@ pub fn primary_main(x0: u64, el: u64) -> ! {
     }
     enable_mmu(&plat, conduit);
     info!(
-        "EL2 MMU on; {} MiB free for guests",
+        "{} MMU on; {} MiB free for guests",
+        arch::entry_name(2),
         arch::FRAMES.lock().free_bytes() >> 20
     );
     for (i, c) in plat.cpus.iter().enumerate().take(arch::MAX_CPUS) {

@@ -1920,6 +1920,134 @@ mod tests {
         vm_with(cpus, None)
     }
 
+    /// An AArch32 host view for the injection tests: records the banked SPSRs and
+    /// breakpoints, and says whether the host enters injections directly.
+    #[derive(Default)]
+    struct Hw32 {
+        direct: bool,
+        spsr_und: Option<u32>,
+        breakpoint: Option<u32>,
+    }
+
+    impl VcpuHw for Hw32 {
+        fn vbar_el1(&self) -> u64 {
+            0x4000_0000
+        }
+        fn sctlr_el1(&self) -> u64 {
+            0x00c5_0078
+        }
+        fn set_exception_regs(&mut self, _: u64, _: Option<u64>, _: u64, _: u64) {
+            panic!("AArch64 exception registers written for an AArch32 guest");
+        }
+        fn set_spsr32(&mut self, bank: SpsrBank, value: u32) {
+            if bank == SpsrBank::Und {
+                self.spsr_und = Some(value);
+            }
+        }
+        fn set_breakpoint(&mut self, va: Option<u32>) {
+            self.breakpoint = va;
+        }
+        fn inject_directly(&self) -> bool {
+            self.direct
+        }
+    }
+
+    fn vm32() -> Vm {
+        let spec = VmSpec {
+            id: 0,
+            name: "t32".into(),
+            ram: GuestRange::new(GuestPhysAddr::new(RAM), 2 << 20),
+            ram_hpa: HostPhysAddr::new(0x8000_0000),
+            ncpus: 1,
+            first_cpu: 0,
+            boot: BootInfo {
+                entry: RAM + 0x8_0000,
+                x0: 0,
+            },
+            vgic: None,
+            aarch32: true,
+            shadow: None,
+            ram_io: None,
+        };
+        let v = Vm::new(spec, Box::new(FakeMap::default()), MmioRouter::default()).unwrap();
+        v.start();
+        let _ = v.vcpus[0].take_start();
+        v
+    }
+
+    /// A trapped `mcr p15, 0, r0, c15, c0, 0` (no register the hypervisor emulates):
+    /// EC 0x03, CV = 1 with AL, IL = 1.
+    fn unknown_mcr32() -> Trap {
+        Trap {
+            esr: (0x03 << 26) | (1 << 25) | (1 << 24) | (0xe << 20) | (15 << 10),
+            far: 0,
+            hpfar: 0,
+        }
+    }
+
+    #[test]
+    fn aarch32_undef_is_entered_directly_when_the_host_can() {
+        let v = vm32();
+        let mut regs = GuestRegs::zeroed();
+        regs.pc = RAM + 0x1000;
+        regs.pstate = PSTATE_SVC_MASKED & !0x1c0; // SVC, interrupts unmasked
+        let mut hw = Hw32 {
+            direct: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            v.handle_sync(0, &mut regs, &unknown_mcr32(), &mut hw),
+            Action::Resume
+        );
+        // Undefined Instruction: vector VBAR + 4, Undefined mode, LR_und = the MCR + 4,
+        // SPSR_und = the CPSR before; no landing, no breakpoint.
+        assert_eq!(regs.pc, RAM + 4);
+        assert_eq!(regs.pstate & 0x1f, 0x1b);
+        assert_eq!(regs.x[22], RAM + 0x1004);
+        assert_eq!(hw.spsr_und, Some((PSTATE_SVC_MASKED & !0x1c0) as u32));
+        assert_eq!(hw.breakpoint, None);
+        assert!(!v.landing_armed(0));
+    }
+
+    #[test]
+    fn aarch32_undef_lands_through_a_prefetch_abort_otherwise() {
+        let v = vm32();
+        let mut regs = GuestRegs::zeroed();
+        regs.pc = RAM + 0x1000;
+        regs.pstate = PSTATE_SVC_MASKED;
+        let mut hw = Hw32::default();
+        v.handle_sync(0, &mut regs, &unknown_mcr32(), &mut hw);
+        // The guest resumes at the MCR itself; a breakpoint waits on the abort vector.
+        assert_eq!(regs.pc, RAM + 0x1000);
+        assert_eq!(hw.breakpoint, Some(RAM as u32 + 0xc));
+        assert!(v.landing_armed(0));
+        assert_eq!(hw.spsr_und, None);
+    }
+
+    #[test]
+    fn psci_features_of_smc64_ids_depend_on_the_callers_state() {
+        let mut regs = GuestRegs::zeroed();
+        regs.pstate = PSTATE_SVC_MASKED;
+        regs.x[..2].copy_from_slice(&[psci::PSCI_FEATURES as u64, psci::CPU_ON_64 as u64]);
+        let trap = Trap {
+            esr: (0x12 << 26) | (1 << 25),
+            far: 0,
+            hpfar: 0,
+        };
+        vm32().handle_sync(0, &mut regs, &trap, &mut Hw32::default());
+        assert_eq!(regs.x[0] as u32 as i32 as i64, psci::NOT_SUPPORTED);
+        regs.x[..2].copy_from_slice(&[psci::PSCI_FEATURES as u64, psci::CPU_ON_32 as u64]);
+        vm32().handle_sync(0, &mut regs, &trap, &mut Hw32::default());
+        assert_eq!(regs.x[0], psci::SUCCESS as u64);
+        let mut r64 = el1_regs();
+        hvc(
+            &mut r64,
+            &vm(1),
+            [psci::PSCI_FEATURES as u64, psci::CPU_ON_64 as u64, 0, 0],
+        );
+        assert_eq!(r64.x[0], psci::SUCCESS as u64);
+    }
+
     fn vm_with(cpus: usize, vgic: Option<SharedVgic>) -> Vm {
         let mut mmio = MmioRouter::default();
         mmio.register(
